@@ -1,0 +1,112 @@
+"""The backend contract: a few storage primitives, async and sync, nothing about keys, decorators
+or metrics. Policy (generations, leases, timeouts, breaker) lives in ``Cache``; a backend only
+stores bytes. Both protocols have the same methods so a backend can offer either or both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+
+class BackendError(Exception):
+    """The backend could not answer. ``kind``: "timeout", "connection" or "server"."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(f"{kind}: {message}")
+        self.kind = kind
+
+
+class AsyncBackend(Protocol):
+    """Storage primitives; every method may raise ``BackendError`` and nothing else."""
+
+    kind: str
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Values of ``keys`` in one round trip (``None`` where absent)."""
+        ...
+
+    async def create_tokens(
+        self, keys: Sequence[str], fresh: Sequence[bytes], ttl_ms: int
+    ) -> list[bytes]:
+        """For each key: store ``fresh[i]`` if absent; return the token now there (one trip)."""
+        ...
+
+    async def store_if_unchanged(
+        self,
+        key: str,
+        value: bytes,
+        ttl_ms: int,
+        lease: bytes,
+        token_keys: Sequence[str],
+        token_ttl_ms: int,
+    ) -> bool:
+        """Store ``value`` only if the entry still starts with ``lease`` (empty lease: absent)
+        and every token still exists; extend token TTLs to at least ``token_ttl_ms``."""
+        ...
+
+    async def set(self, key: str, value: bytes, ttl_ms: int) -> None: ...
+
+    async def delete(self, keys: Sequence[str]) -> int: ...
+
+    async def delete_matching(self, match: str, keep_prefix: str) -> int:
+        """Delete keys matching the glob ``match`` (SCAN + UNLINK), except ``keep_prefix*``."""
+        ...
+
+    async def acquire_lock(self, key: str, owner: bytes, ttl_ms: int) -> bool: ...
+
+    async def release_lock(self, key: str, owner: bytes) -> None:
+        """Release only if ``owner`` still holds it."""
+        ...
+
+    async def ttl_ms(self, key: str) -> int | None:
+        """Remaining time to live; ``None`` if the key is absent, -1 if it has none."""
+        ...
+
+    async def scan(self, match: str, limit: int) -> list[str]:
+        """Up to ``limit`` keys matching ``match`` (bounded; for tooling, never a request path)."""
+        ...
+
+    async def ping(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class SyncBackend(Protocol):
+    """The same primitives for synchronous callers."""
+
+    kind: str
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]: ...
+
+    def create_tokens(
+        self, keys: Sequence[str], fresh: Sequence[bytes], ttl_ms: int
+    ) -> list[bytes]: ...
+
+    def store_if_unchanged(
+        self,
+        key: str,
+        value: bytes,
+        ttl_ms: int,
+        lease: bytes,
+        token_keys: Sequence[str],
+        token_ttl_ms: int,
+    ) -> bool: ...
+
+    def set(self, key: str, value: bytes, ttl_ms: int) -> None: ...
+
+    def delete(self, keys: Sequence[str]) -> int: ...
+
+    def delete_matching(self, match: str, keep_prefix: str) -> int: ...
+
+    def acquire_lock(self, key: str, owner: bytes, ttl_ms: int) -> bool: ...
+
+    def release_lock(self, key: str, owner: bytes) -> None: ...
+
+    def ttl_ms(self, key: str) -> int | None: ...
+
+    def scan(self, match: str, limit: int) -> list[str]: ...
+
+    def ping(self) -> None: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,324 @@
+"""``redis://`` and ``rediss://`` on redis-py (asyncio and sync clients, hiredis parser).
+
+Every call is bounded by the socket timeout; the pool is bounded and *waits* (up to
+``pool_timeout``) for a free connection instead of failing; redis-py's own retries are off,
+because retrying is the breaker's decision, and a retry with backoff multiplies an outage's
+latency. Errors leave this module only as ``BackendError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import redis
+import redis.asyncio
+import redis.exceptions
+from redis.backoff import NoBackoff
+
+from freshcache.backends.base import BackendError
+
+# A store after a miss succeeds only if the entry is still what the reader saw (its lease:
+# the header of that entry, or "" for absent) and every token still exists; it also keeps
+# each token alive at least as long as the entries that reference it.
+STORE_IF_UNCHANGED = """
+local current = redis.call('GET', KEYS[1])
+local lease = ARGV[3]
+if lease == '' then
+  if current then return 0 end
+elseif (not current) or string.sub(current, 1, #lease) ~= lease then
+  return 0
+end
+local token_ttl = tonumber(ARGV[4])
+for i = 2, #KEYS do
+  local ttl = redis.call('PTTL', KEYS[i])
+  if ttl == -2 then return 0 end
+  if ttl >= 0 and ttl < token_ttl then redis.call('PEXPIRE', KEYS[i], token_ttl) end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
+RELEASE_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+SCAN_COUNT = 1000
+UNLINK_BATCH = 500
+
+
+def _classify(exc: BaseException) -> BackendError:
+    if isinstance(exc, redis.exceptions.TimeoutError | asyncio.TimeoutError | TimeoutError):
+        return BackendError("timeout", str(exc) or type(exc).__name__)
+    if isinstance(exc, redis.exceptions.ConnectionError | OSError):
+        return BackendError("connection", str(exc) or type(exc).__name__)
+    return BackendError("server", f"{type(exc).__name__}: {exc}")
+
+
+_ERRORS = (redis.exceptions.RedisError, OSError, asyncio.TimeoutError)
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    try:
+        yield
+    except _ERRORS as exc:
+        raise _classify(exc) from exc
+
+
+async def _ask(client: redis.asyncio.Redis, *command: Any) -> Any:
+    return await client.execute_command(*command)  # type: ignore[no-untyped-call]
+
+
+def _tell(client: redis.Redis, *command: Any) -> Any:
+    return client.execute_command(*command)  # type: ignore[no-untyped-call]
+
+
+def pool_options(timeout: float, max_connections: int, pool_timeout: float) -> dict[str, Any]:
+    return {
+        "max_connections": max_connections,
+        "timeout": pool_timeout,
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "retry": None,
+        "retry_on_error": [],
+        "health_check_interval": 0,
+    }
+
+
+class AsyncRedisBackend:
+    """The asyncio backend. A client belongs to one event loop; a new loop gets a new client."""
+
+    kind = "redis"
+
+    def __init__(self, url: str, timeout: float, max_connections: int, pool_timeout: float) -> None:
+        self.url = url
+        self._options = pool_options(timeout, max_connections, pool_timeout)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: redis.asyncio.Redis | None = None
+        self._store: Any = None
+        self._release: Any = None
+
+    def _connect(self) -> redis.asyncio.Redis:
+        loop = asyncio.get_running_loop()
+        if self._client is not None and self._loop is loop:
+            return self._client
+        pool = redis.asyncio.BlockingConnectionPool.from_url(self.url, **self._options)
+        pool.connection_kwargs["retry"] = redis.asyncio.retry.Retry(NoBackoff(), 0)
+        client = redis.asyncio.Redis.from_pool(pool)
+        self._client, self._loop = client, loop
+        self._store = client.register_script(STORE_IF_UNCHANGED)
+        self._release = client.register_script(RELEASE_LOCK)
+        return client
+
+    @property
+    def client(self) -> redis.asyncio.Redis:
+        """The client of the running loop (for tools and tests that need raw commands)."""
+        return self._connect()
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        client = self._client if self._loop is asyncio.get_running_loop() else self._connect()
+        assert client is not None
+        try:
+            result: list[bytes | None] = await _ask(client, "MGET", *keys)
+        except _ERRORS as exc:
+            raise _classify(exc) from exc
+        return result
+
+    async def create_tokens(
+        self, keys: Sequence[str], fresh: Sequence[bytes], ttl_ms: int
+    ) -> list[bytes]:
+        client = self._connect()
+        with _translated():
+            async with client.pipeline(transaction=False) as pipe:
+                for key, token in zip(keys, fresh, strict=True):
+                    pipe.execute_command("SET", key, token, "NX", "GET", "PX", ttl_ms)
+                previous = await pipe.execute()
+        return [old if old is not None else new for old, new in zip(previous, fresh, strict=True)]
+
+    async def store_if_unchanged(
+        self,
+        key: str,
+        value: bytes,
+        ttl_ms: int,
+        lease: bytes,
+        token_keys: Sequence[str],
+        token_ttl_ms: int,
+    ) -> bool:
+        self._connect()
+        with _translated():
+            stored = await self._store(
+                keys=[key, *token_keys], args=[value, ttl_ms, lease, token_ttl_ms]
+            )
+        return bool(stored)
+
+    async def set(self, key: str, value: bytes, ttl_ms: int) -> None:
+        client = self._connect()
+        with _translated():
+            await _ask(client, "SET", key, value, "PX", ttl_ms)
+
+    async def delete(self, keys: Sequence[str]) -> int:
+        if not keys:
+            return 0
+        client = self._connect()
+        with _translated():
+            return int(await _ask(client, "UNLINK", *keys))
+
+    async def delete_matching(self, match: str, keep_prefix: str) -> int:
+        client = self._connect()
+        deleted = 0
+        batch: list[bytes] = []
+        keep = keep_prefix.encode()
+        with _translated():
+            async for key in client.scan_iter(match=match, count=SCAN_COUNT):
+                if key.startswith(keep):
+                    continue
+                batch.append(key)
+                if len(batch) >= UNLINK_BATCH:
+                    deleted += int(await _ask(client, "UNLINK", *batch))
+                    batch.clear()
+            if batch:
+                deleted += int(await _ask(client, "UNLINK", *batch))
+        return deleted
+
+    async def acquire_lock(self, key: str, owner: bytes, ttl_ms: int) -> bool:
+        client = self._connect()
+        with _translated():
+            return bool(await _ask(client, "SET", key, owner, "NX", "PX", ttl_ms))
+
+    async def release_lock(self, key: str, owner: bytes) -> None:
+        self._connect()
+        with _translated():
+            await self._release(keys=[key], args=[owner])
+
+    async def ttl_ms(self, key: str) -> int | None:
+        client = self._connect()
+        with _translated():
+            ttl = int(await _ask(client, "PTTL", key))
+        return None if ttl == -2 else ttl
+
+    async def scan(self, match: str, limit: int) -> list[str]:
+        client = self._connect()
+        found: list[str] = []
+        with _translated():
+            async for key in client.scan_iter(match=match, count=SCAN_COUNT):
+                found.append(key.decode("utf-8", "replace"))
+                if len(found) >= limit:
+                    break
+        return found
+
+    async def ping(self) -> None:
+        client = self._connect()
+        with _translated():
+            await _ask(client, "PING")
+
+    async def aclose(self) -> None:
+        client, self._client, self._loop = self._client, None, None
+        if client is not None:
+            with _translated():
+                await client.aclose()
+
+
+class SyncRedisBackend:
+    """The synchronous backend (thread-safe: redis-py's pool hands each thread a connection)."""
+
+    kind = "redis"
+
+    def __init__(self, url: str, timeout: float, max_connections: int, pool_timeout: float) -> None:
+        self.url = url
+        pool = redis.BlockingConnectionPool.from_url(
+            url, **pool_options(timeout, max_connections, pool_timeout)
+        )
+        pool.connection_kwargs["retry"] = redis.retry.Retry(NoBackoff(), 0)
+        self.client = redis.Redis(connection_pool=pool)
+        self._store = self.client.register_script(STORE_IF_UNCHANGED)
+        self._release = self.client.register_script(RELEASE_LOCK)
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        try:
+            result: list[bytes | None] = _tell(self.client, "MGET", *keys)
+        except _ERRORS as exc:
+            raise _classify(exc) from exc
+        return result
+
+    def create_tokens(
+        self, keys: Sequence[str], fresh: Sequence[bytes], ttl_ms: int
+    ) -> list[bytes]:
+        with _translated(), self.client.pipeline(transaction=False) as pipe:
+            for key, token in zip(keys, fresh, strict=True):
+                pipe.execute_command(  # type: ignore[no-untyped-call]
+                    "SET", key, token, "NX", "GET", "PX", ttl_ms
+                )
+            previous = pipe.execute()
+        return [old if old is not None else new for old, new in zip(previous, fresh, strict=True)]
+
+    def store_if_unchanged(
+        self,
+        key: str,
+        value: bytes,
+        ttl_ms: int,
+        lease: bytes,
+        token_keys: Sequence[str],
+        token_ttl_ms: int,
+    ) -> bool:
+        with _translated():
+            stored = self._store(keys=[key, *token_keys], args=[value, ttl_ms, lease, token_ttl_ms])
+        return bool(stored)
+
+    def set(self, key: str, value: bytes, ttl_ms: int) -> None:
+        with _translated():
+            _tell(self.client, "SET", key, value, "PX", ttl_ms)
+
+    def delete(self, keys: Sequence[str]) -> int:
+        if not keys:
+            return 0
+        with _translated():
+            return int(_tell(self.client, "UNLINK", *keys))
+
+    def delete_matching(self, match: str, keep_prefix: str) -> int:
+        deleted = 0
+        batch: list[bytes] = []
+        keep = keep_prefix.encode()
+        with _translated():
+            for key in self.client.scan_iter(match=match, count=SCAN_COUNT):
+                if key.startswith(keep):
+                    continue
+                batch.append(key)
+                if len(batch) >= UNLINK_BATCH:
+                    deleted += int(_tell(self.client, "UNLINK", *batch))
+                    batch.clear()
+            if batch:
+                deleted += int(_tell(self.client, "UNLINK", *batch))
+        return deleted
+
+    def acquire_lock(self, key: str, owner: bytes, ttl_ms: int) -> bool:
+        with _translated():
+            return bool(_tell(self.client, "SET", key, owner, "NX", "PX", ttl_ms))
+
+    def release_lock(self, key: str, owner: bytes) -> None:
+        with _translated():
+            self._release(keys=[key], args=[owner])
+
+    def ttl_ms(self, key: str) -> int | None:
+        with _translated():
+            ttl = int(_tell(self.client, "PTTL", key))
+        return None if ttl == -2 else ttl
+
+    def scan(self, match: str, limit: int) -> list[str]:
+        found: list[str] = []
+        with _translated():
+            for key in self.client.scan_iter(match=match, count=SCAN_COUNT):
+                found.append(key.decode("utf-8", "replace"))
+                if len(found) >= limit:
+                    break
+        return found
+
+    def ping(self) -> None:
+        with _translated():
+            _tell(self.client, "PING")
+
+    def close(self) -> None:
+        self.client.close()

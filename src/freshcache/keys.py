@@ -1,0 +1,403 @@
+"""Cache keys: signature binding, canonical argument encoding, templates and escaping.
+
+A key is ``{namespace}:{key_prefix}:{function_qualname}:{args_hash}``. Everything here is pure:
+no backend, no I/O. The rules that make keys trustworthy:
+
+* arguments are bound to the signature with defaults applied, so ``f(1)``, ``f(x=1)`` and ``f()``
+  (default 1) share one key;
+* values are encoded canonically and type-tagged, never through ``repr`` (memory addresses) or
+  ``str`` (``f("a b")`` vs ``f("a", "b")``); a type without a canonical encoding is an error at
+  the call, naming the parameter;
+* every value placed into a key prefix or a pattern is escaped, so it can never add a segment
+  (``:``) or a glob wildcard (``*``, ``?``, ``[``, ``]``, ``\\``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import hashlib
+import inspect
+import string
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from decimal import Decimal
+from typing import Any
+
+import pydantic
+
+SEGMENT_SEPARATOR = ":"
+WILDCARD = "*"
+#: Characters that would add a segment or widen a Redis glob if they came from a value.
+_SPECIAL = "%:*?[]\\"
+_ESCAPES = str.maketrans(
+    {ch: f"%{ord(ch):02X}" for ch in _SPECIAL} | {chr(i): f"%{i:02X}" for i in [*range(0x20), 0x7F]}
+)
+GLOB_CHARACTERS = frozenset("*?[]\\")
+#: First segments starting with this are freshcache's own (tokens, locks), never user keys.
+RESERVED_PREFIX = "__"
+
+
+def format_value(value: object) -> str:
+    """The canonical text of a scalar placed in a key prefix or pattern (before escaping)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, enum.Enum):
+        return format_value(value.value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(int(value))
+    if isinstance(value, float):
+        return repr(0.0 if value == 0.0 else value)
+    if isinstance(value, dt.datetime):
+        return _utc(value).isoformat()
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value.normalize())
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if value is None:
+        return "null"
+    raise TypeError(
+        f"freshcache: a value of type {type(value).__qualname__} cannot be placed in a key "
+        "or pattern; use str, int, float, bool, date, datetime, time, Decimal, UUID or an Enum"
+    )
+
+
+def escape(value: object) -> str:
+    """Format ``value`` and escape it so it is one literal segment: no ``:``, no wildcard."""
+    text = format_value(value).translate(_ESCAPES)
+    return text if text else "%00"
+
+
+def pattern(*segments: object) -> str:
+    """Build an invalidation pattern from segments, escaping each one.
+
+    A last segment ``"*"`` stays a wildcard: ``pattern("booking", "availability", day, "*")``.
+    Any other ``*`` (or ``:``) inside a segment is escaped and matches only itself.
+    """
+    if not segments:
+        raise ValueError("freshcache.pattern() needs at least one segment")
+    parts = [escape(s) for s in segments[:-1]]
+    last = segments[-1]
+    parts.append(WILDCARD if last == WILDCARD else escape(last))
+    return SEGMENT_SEPARATOR.join(parts)
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    # Equal aware datetimes in different zones are the same instant: give them one key.
+    return value.astimezone(dt.UTC) if value.tzinfo is not None else value
+
+
+# ---------------------------------------------------------------------------------------------
+# Canonical argument encoding
+# ---------------------------------------------------------------------------------------------
+
+
+class UnsupportedArgument(TypeError):
+    """An argument value that has no canonical encoding (carries the offending type)."""
+
+    def __init__(self, value_type: type) -> None:
+        super().__init__(value_type.__qualname__)
+        self.value_type = value_type
+
+
+def _enc_str(v: Any, out: list[str]) -> None:
+    out.append(f"s{len(v)}:{v}")
+
+
+def _enc_int(v: Any, out: list[str]) -> None:
+    out.append(f"i{v};")
+
+
+def _enc_bool(v: Any, out: list[str]) -> None:
+    out.append("T" if v else "F")
+
+
+def _enc_float(v: Any, out: list[str]) -> None:
+    out.append(f"f{0.0 if v == 0.0 else v!r};")
+
+
+def _enc_none(v: Any, out: list[str]) -> None:
+    out.append("N")
+
+
+def _enc_bytes(v: Any, out: list[str]) -> None:
+    out.append(f"b{len(v)}:{bytes(v).hex()}")
+
+
+def _enc_datetime(v: Any, out: list[str]) -> None:
+    out.append(f"dt{_utc(v).isoformat()};")
+
+
+def _enc_date(v: Any, out: list[str]) -> None:
+    out.append(f"d{v.isoformat()};")
+
+
+def _enc_time(v: Any, out: list[str]) -> None:
+    out.append(f"tm{v.isoformat()};")
+
+
+def _enc_decimal(v: Any, out: list[str]) -> None:
+    out.append(f"D{v.normalize()};")
+
+
+def _enc_uuid(v: Any, out: list[str]) -> None:
+    out.append(f"u{v.hex};")
+
+
+def _enc_sequence(tag: str) -> Callable[[Any, list[str]], None]:
+    def encode(v: Any, out: list[str]) -> None:
+        out.append(f"{tag}{len(v)}[")
+        for item in v:
+            encode_value(item, out)
+        out.append("]")
+
+    return encode
+
+
+def _enc_unordered(tag: str) -> Callable[[Any, list[str]], None]:
+    def encode(v: Any, out: list[str]) -> None:
+        # Order of a set does not matter: sort the encodings of its members.
+        members = sorted(_encoded(item) for item in v)
+        out.append(f"{tag}{len(members)}[{''.join(members)}]")
+
+    return encode
+
+
+def _enc_dict(v: Any, out: list[str]) -> None:
+    # Insertion order of a dict does not change its equality, so it must not change the key.
+    pairs = sorted((_encoded(k), _encoded(val)) for k, val in v.items())
+    out.append(f"m{len(pairs)}[")
+    for k, val in pairs:
+        out.append(k)
+        out.append(val)
+    out.append("]")
+
+
+_ENCODERS: dict[type, Callable[[Any, list[str]], None]] = {
+    str: _enc_str,
+    int: _enc_int,
+    bool: _enc_bool,
+    float: _enc_float,
+    type(None): _enc_none,
+    bytes: _enc_bytes,
+    bytearray: _enc_bytes,
+    dt.datetime: _enc_datetime,
+    dt.date: _enc_date,
+    dt.time: _enc_time,
+    Decimal: _enc_decimal,
+    uuid.UUID: _enc_uuid,
+    tuple: _enc_sequence("t"),
+    list: _enc_sequence("l"),
+    set: _enc_unordered("S"),
+    frozenset: _enc_unordered("S"),
+    dict: _enc_dict,
+}
+# Subclasses of these (other than enums, models and dataclasses) encode as their base.
+_BASES = (bool, str, int, float, dt.datetime, dt.date, dt.time, Decimal, uuid.UUID, bytes,
+          tuple, list, dict, set, frozenset)  # fmt: skip
+
+
+def _encoded(value: object) -> str:
+    out: list[str] = []
+    encode_value(value, out)
+    return "".join(out)
+
+
+def encode_value(value: object, out: list[str]) -> None:
+    """Append the canonical, type-tagged, self-delimiting encoding of ``value`` to ``out``."""
+    encoder = _ENCODERS.get(type(value))
+    if encoder is not None:
+        encoder(value, out)
+        return
+    cls: type = type(value)
+    if isinstance(value, enum.Enum):
+        out.append(f"E{cls.__module__}.{cls.__qualname__}(")
+        encode_value(value.value, out)
+        out.append(")")
+    elif isinstance(value, pydantic.BaseModel):
+        out.append(f"P{cls.__module__}.{cls.__qualname__}(")
+        _enc_dict(dict(value), out)
+        out.append(")")
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        out.append(f"C{cls.__module__}.{cls.__qualname__}(")
+        _enc_dict({f.name: getattr(value, f.name) for f in dataclasses.fields(value)}, out)
+        out.append(")")
+    else:
+        for base in _BASES:
+            if isinstance(value, base):
+                _ENCODERS[base](value, out)
+                return
+        raise UnsupportedArgument(type(value))
+
+
+def args_hash(encoded: str) -> str:
+    """16 hex digits (64 bits) of BLAKE2b over the canonical encoding."""
+    return hashlib.blake2b(encoded.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# Signature binding
+# ---------------------------------------------------------------------------------------------
+
+_MISSING: Any = object()
+
+
+class ArgumentBinder:
+    """Binds a call's arguments to a function's signature, defaults applied, fast.
+
+    ``bind(args, kwargs)`` returns a dict of every parameter (including excluded ones, which
+    templates may still use); ``key_part(bound)`` encodes only the parameters in the key.
+    """
+
+    def __init__(self, func: Callable[..., Any], exclude: Iterable[str] = ()) -> None:
+        self.signature = inspect.signature(func)
+        self.func_name = getattr(func, "__qualname__", repr(func))
+        params = list(self.signature.parameters.values())
+        self.names = [p.name for p in params]
+        excluded = set(exclude)
+        unknown = excluded - set(self.names)
+        if unknown:
+            raise ValueError(
+                f"freshcache: exclude= names {sorted(unknown)} that are not parameters of "
+                f"{self.func_name}{self.signature}"
+            )
+        if params and params[0].name in ("self", "cls") and "." in self.func_name:
+            excluded.add(params[0].name)  # the instance is not part of what is computed
+        self.excluded = frozenset(excluded)
+        self.key_names = [n for n in self.names if n not in excluded]
+        simple = all(p.kind is p.POSITIONAL_OR_KEYWORD for p in params)
+        self._fast = simple
+        self._defaults = [
+            _MISSING if p.default is inspect.Parameter.empty else p.default for p in params
+        ]
+        self._index = {n: i for i, n in enumerate(self.names)}
+        self._var_kw = next((p.name for p in params if p.kind is p.VAR_KEYWORD), None)
+
+    def bind(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        if self._fast and len(args) <= len(self.names):
+            values = list(args)
+            values.extend(self._defaults[len(args) :])
+            ok = True
+            for name, value in kwargs.items():
+                i = self._index.get(name)
+                if i is None or i < len(args):
+                    ok = False
+                    break
+                values[i] = value
+            if ok and _MISSING not in values:
+                return dict(zip(self.names, values, strict=True))
+        # The general path: also produces Python's own error messages for a bad call.
+        bound = self.signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return dict(bound.arguments)
+
+    def key_part(self, bound: Mapping[str, Any]) -> str:
+        out: list[str] = []
+        for name in self.key_names:
+            value = bound[name]
+            try:
+                if name == self._var_kw:
+                    _enc_dict(value, out)
+                else:
+                    encode_value(value, out)
+            except UnsupportedArgument as exc:
+                raise TypeError(
+                    f"freshcache: cannot build a cache key for {self.func_name}(): parameter "
+                    f"{name!r} got a {exc.value_type.__qualname__}, which has no canonical "
+                    "encoding (supported: str, int, float, bool, None, bytes, date, datetime, "
+                    "time, Decimal, UUID, Enum, tuple, list, dict, set, dataclasses, pydantic "
+                    f"models); leave it out with exclude=({name!r},) or pass key=..."
+                ) from None
+            out.append(",")
+        return "".join(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Templates: "booking:availability:{event_date}", "booking:{result.event_date}:*"
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Field:
+    root: str
+    attrs: tuple[str, ...]
+
+
+class Template:
+    """A key prefix or pattern with ``{name}`` / ``{name.attr}`` fields; values are escaped."""
+
+    __slots__ = ("_parts", "fields", "is_constant", "text")
+
+    def __init__(self, text: str, allowed_roots: Iterable[str], what: str) -> None:
+        if not isinstance(text, str):
+            raise TypeError(f"freshcache: {what} must be a string, got {type(text).__qualname__}")
+        self.text = text
+        allowed = set(allowed_roots)
+        parts: list[str | _Field] = []
+        try:
+            parsed = list(string.Formatter().parse(text))
+        except ValueError as exc:
+            raise ValueError(f"freshcache: malformed template {what} {text!r}: {exc}") from None
+        for literal, field, spec, conversion in parsed:
+            if literal:
+                parts.append(literal)
+            if field is None:
+                continue
+            if spec or conversion:
+                raise ValueError(
+                    f"freshcache: {what} {text!r}: format specs and conversions are not "
+                    f"supported in {{{field}}}; values are formatted canonically"
+                )
+            root, *attrs = field.split(".")
+            if not root.isidentifier() or not all(a.isidentifier() for a in attrs):
+                raise ValueError(
+                    f"freshcache: {what} {text!r}: field {{{field}}} must be a name or "
+                    "name.attribute"
+                )
+            if root not in allowed:
+                raise ValueError(
+                    f"freshcache: {what} {text!r} refers to {{{root}}}, which is not one of "
+                    f"{sorted(allowed)}"
+                )
+            parts.append(_Field(root, tuple(attrs)))
+        self._parts = tuple(parts)
+        self.fields = tuple(p for p in parts if isinstance(p, _Field))
+        self.is_constant = not self.fields
+
+    def fill(self, values: Mapping[str, Any]) -> str:
+        if self.is_constant:
+            return self.text
+        out: list[str] = []
+        for part in self._parts:
+            if isinstance(part, str):
+                out.append(part)
+                continue
+            value = values[part.root]
+            for attr in part.attrs:
+                value = getattr(value, attr)
+            out.append(escape(value))
+        return "".join(out)
+
+
+def validate_key_prefix(prefix: str) -> None:
+    """A key prefix is one or more non-empty literal segments (template fields allowed)."""
+    literal = "".join(p for p, *_ in string.Formatter().parse(prefix))
+    segments = prefix.split(SEGMENT_SEPARATOR)
+    if not prefix or any(not s for s in segments):
+        raise ValueError(f"freshcache: key_prefix {prefix!r} has an empty segment")
+    bad = GLOB_CHARACTERS.intersection(literal)
+    if bad:
+        raise ValueError(
+            f"freshcache: key_prefix {prefix!r} contains {''.join(sorted(bad))!r}; wildcards "
+            "belong in invalidation patterns, not in keys"
+        )
+    if segments[0].startswith(RESERVED_PREFIX):
+        raise ValueError(
+            f"freshcache: key_prefix {prefix!r}: first segments starting with "
+            f"{RESERVED_PREFIX!r} are reserved for freshcache's own keys"
+        )

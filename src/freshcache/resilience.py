@@ -1,0 +1,127 @@
+"""Failure handling that knows nothing of any backend: a circuit breaker and the invalidations
+that could not be applied, kept until they can be replayed.
+
+The consistency promise survives an outage only if no invalidation is lost: one that fails is
+kept (deduplicated, in order); while any are kept, this process does not read from the cache,
+and they are replayed, in order, before it does again. If more pile up than the bound allows,
+they collapse into one invalidation of the whole namespace: coarser, never wrong.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from collections.abc import Callable
+
+
+class BreakerState(enum.Enum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+class CircuitBreaker:
+    """Opens after ``threshold`` consecutive failures; after ``cooldown`` seconds lets one probe
+    through (half-open), closing on its success and re-opening on its failure."""
+
+    def __init__(
+        self, threshold: int = 5, cooldown: float = 5.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if threshold < 1:
+            raise ValueError("freshcache: breaker_threshold must be at least 1")
+        if cooldown < 0:
+            raise ValueError("freshcache: breaker_cooldown must not be negative")
+        self.threshold = threshold
+        self.cooldown = cooldown
+        self._clock = clock
+        self._failures = 0
+        self._state = BreakerState.CLOSED
+        self._opened_at = 0.0
+        self._probe_started = 0.0
+        self._lock = threading.Lock()
+        self.opened_count = 0
+
+    @property
+    def state(self) -> BreakerState:
+        return self._state
+
+    def allow(self) -> bool:
+        """May a call go to the backend now? Costs no I/O; the hot path calls it every time."""
+        if self._state is BreakerState.CLOSED:
+            return True
+        now = self._clock()
+        with self._lock:
+            if self._state is BreakerState.OPEN and now - self._opened_at >= self.cooldown:
+                self._state = BreakerState.HALF_OPEN
+                self._probe_started = now
+                return True  # this caller is the probe
+            if self._state is BreakerState.HALF_OPEN and now - self._probe_started >= max(
+                self.cooldown, 1.0
+            ):
+                self._probe_started = now  # the probe never reported back: let another try
+                return True
+            return False
+
+    def record_success(self) -> None:
+        if self._state is BreakerState.CLOSED and self._failures == 0:
+            return
+        with self._lock:
+            self._failures = 0
+            self._state = BreakerState.CLOSED
+
+    def record_failure(self) -> None:
+        with self._lock:
+            self._failures += 1
+            if self._state is BreakerState.HALF_OPEN or self._failures >= self.threshold:
+                if self._state is not BreakerState.OPEN:
+                    self.opened_count += 1
+                self._state = BreakerState.OPEN
+                self._opened_at = self._clock()
+
+
+class PendingInvalidations:
+    """Invalidations not yet applied, in order, deduplicated, bounded."""
+
+    #: The pattern that replaces everything when the bound is exceeded.
+    EVERYTHING = "*"
+
+    def __init__(self, limit: int = 1000) -> None:
+        if limit < 1:
+            raise ValueError("freshcache: the pending invalidation limit must be at least 1")
+        self.limit = limit
+        # pattern -> sequence number of its latest failure; insertion order is issue order.
+        self._patterns: dict[str, int] = {}
+        self._sequence = 0
+        self._lock = threading.Lock()
+        self.collapsed = 0
+
+    def __len__(self) -> int:
+        return len(self._patterns)
+
+    def __bool__(self) -> bool:
+        return bool(self._patterns)
+
+    def add(self, pattern: str) -> None:
+        with self._lock:
+            self._sequence += 1
+            if self.EVERYTHING in self._patterns:
+                self._patterns[self.EVERYTHING] = self._sequence  # replay it again, later
+                return
+            self._patterns.pop(pattern, None)  # re-adding moves it to the end: order of issue
+            self._patterns[pattern] = self._sequence
+            if len(self._patterns) > self.limit:
+                self._patterns = {self.EVERYTHING: self._sequence}
+                self.collapsed += 1
+
+    def snapshot(self) -> list[tuple[str, int]]:
+        with self._lock:
+            return list(self._patterns.items())
+
+    def discard_applied(self, applied: list[tuple[str, int]]) -> None:
+        """Forget replayed patterns, unless one failed again after its snapshot was taken:
+        that newer failure belongs to a newer write and must be replayed too."""
+        with self._lock:
+            for pattern, sequence in applied:
+                if self._patterns.get(pattern) == sequence:
+                    del self._patterns[pattern]

@@ -1,0 +1,135 @@
+"""What a ``@cached`` decoration declares, validated once at decoration time, and the key
+arithmetic that turns one call into its entry key and token keys."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import typing
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from freshcache import codecs
+from freshcache.keys import (
+    SEGMENT_SEPARATOR,
+    ArgumentBinder,
+    Template,
+    args_hash,
+    escape,
+    validate_key_prefix,
+)
+from freshcache.tokens import token_keys_for
+
+Seconds = float | int | dt.timedelta
+_TOKEN_KEY_MEMO_LIMIT = 10_000
+
+
+def to_ms(value: Seconds, what: str) -> int:
+    if isinstance(value, dt.timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"freshcache: {what} must be seconds (int, float or timedelta)")
+    if value <= 0:
+        raise ValueError(f"freshcache: {what} must be positive, got {value!r}")
+    return max(1, int(value * 1000))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Located:
+    """One call's place in the cache: entry key, its token keys (root first), and the
+    keys to fetch in one round trip (entry first)."""
+
+    key: str
+    token_keys: list[str]
+    fetch: list[str]
+
+
+class FunctionSpec:
+    """A cached function: its key layout, TTL, codec and stampede options."""
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        *,
+        ttl: Seconds | None,
+        key_prefix: str | None,
+        exclude: Sequence[str],
+        key: Callable[..., object] | None,
+        version: str | int | None,
+        serializer: str,
+        signing_key: bytes | str | None,
+        lock: bool,
+        lock_timeout: Seconds,
+        early_refresh: bool,
+        early_refresh_beta: float,
+        single_flight: bool,
+    ) -> None:
+        self.func = func
+        self.qualname: str = getattr(func, "__qualname__", getattr(func, "__name__", "fn"))
+        self.function_segment = escape(self.qualname)
+        if isinstance(exclude, str):
+            exclude = (exclude,)
+        self.binder = ArgumentBinder(func, exclude)
+        prefix_text = key_prefix if key_prefix is not None else getattr(func, "__module__", "fn")
+        validate_key_prefix(prefix_text)
+        self.prefix_label = prefix_text
+        self.prefix = Template(prefix_text, self.binder.names, "key_prefix")
+        self.ttl_ms = None if ttl is None else to_ms(ttl, "ttl")
+        self.custom_key = key
+        if key is not None and not callable(key):
+            raise TypeError("freshcache: key= must be a callable taking the function's arguments")
+        self.version_segment = None if version is None else escape(version)
+        self.serializer = serializer
+        self.signing_key = signing_key
+        # Validate the serializer now; the annotation is resolved on first use (forward refs).
+        codecs.make_codec(None, serializer, signing_key)
+        self._codec: codecs.Codec | None = None
+        self.lock = lock
+        self.lock_timeout_ms = to_ms(lock_timeout, "lock_timeout")
+        self.early_refresh = early_refresh
+        if early_refresh_beta <= 0:
+            raise ValueError("freshcache: early_refresh_beta must be positive")
+        self.early_refresh_beta = early_refresh_beta
+        self.single_flight = single_flight
+        self._token_keys: dict[tuple[str, str], list[str]] = {}
+
+    @property
+    def codec(self) -> codecs.Codec:
+        codec = self._codec
+        if codec is None:
+            codec = self._codec = codecs.make_codec(
+                self.return_annotation(), self.serializer, self.signing_key
+            )
+        return codec
+
+    def return_annotation(self) -> Any:
+        try:
+            hints = typing.get_type_hints(self.func, include_extras=False)
+        except Exception as exc:  # unresolvable forward reference, etc.
+            raise TypeError(
+                f"freshcache: cannot resolve the return annotation of {self.qualname}: {exc}"
+            ) from None
+        return hints.get("return")
+
+    def args_segment(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], bound: dict[str, Any]
+    ) -> str:
+        if self.custom_key is not None:
+            return escape(self.custom_key(*args, **kwargs))
+        return args_hash(self.binder.key_part(bound))
+
+    def locate(self, namespace: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Located:
+        bound = self.binder.bind(args, kwargs)
+        prefix = self.prefix.fill(bound)
+        tail = self.args_segment(args, kwargs, bound)
+        if self.version_segment is not None:
+            tail = f"{self.version_segment}{SEGMENT_SEPARATOR}{tail}"
+        key = f"{namespace}:{prefix}:{self.function_segment}:{tail}"
+        memo_key = (namespace, prefix)
+        token_keys = self._token_keys.get(memo_key)
+        if token_keys is None:
+            if len(self._token_keys) >= _TOKEN_KEY_MEMO_LIMIT:
+                self._token_keys.clear()
+            segments = [*prefix.split(SEGMENT_SEPARATOR), self.function_segment]
+            token_keys = self._token_keys[memo_key] = token_keys_for(namespace, segments)
+        return Located(key, token_keys, [key, *token_keys])
