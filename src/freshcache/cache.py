@@ -430,7 +430,7 @@ class Cache:
         if stamp is None:
             missing, fresh = self._fresh_tokens(loc, values)
             try:
-                created = await backend.create_tokens(missing, fresh, _MIN_TOKEN_TTL_MS)
+                created = await backend.create_tokens(loc.key, missing, fresh, _MIN_TOKEN_TTL_MS)
             except BackendError as exc:
                 self._failed(exc, counters)
                 return await func(*args, **kwargs)
@@ -617,7 +617,7 @@ class Cache:
         if stamp is None:
             missing, fresh = self._fresh_tokens(loc, values)
             try:
-                created = backend.create_tokens(missing, fresh, _MIN_TOKEN_TTL_MS)
+                created = backend.create_tokens(loc.key, missing, fresh, _MIN_TOKEN_TTL_MS)
             except BackendError as exc:
                 self._failed(exc, counters)
                 return func(*args, **kwargs)
@@ -774,7 +774,9 @@ class Cache:
             values = await backend.get_many(loc.fetch)
             missing, fresh = self._fresh_tokens(loc, values)
             created = (
-                await backend.create_tokens(missing, fresh, _MIN_TOKEN_TTL_MS) if missing else []
+                await backend.create_tokens(loc.key, missing, fresh, _MIN_TOKEN_TTL_MS)
+                if missing
+                else []
             )
         except BackendError as exc:
             self._failed(exc, counters)
@@ -791,7 +793,9 @@ class Cache:
         try:
             values = backend.get_many(loc.fetch)
             missing, fresh = self._fresh_tokens(loc, values)
-            created = backend.create_tokens(missing, fresh, _MIN_TOKEN_TTL_MS) if missing else []
+            created = (
+                backend.create_tokens(loc.key, missing, fresh, _MIN_TOKEN_TTL_MS) if missing else []
+            )
         except BackendError as exc:
             self._failed(exc, counters)
             return spec.func(*args, **kwargs)
@@ -868,7 +872,7 @@ class Cache:
         plan = self._plan(pattern)
         backend = self._backends.async_backend
         if plan.kind is PatternKind.GENERATION:
-            await backend.set(
+            await backend.bump(
                 token_key(self.namespace, plan.segments), new_token(), _MIN_TOKEN_TTL_MS
             )
         elif plan.kind is PatternKind.ENTRY:
@@ -884,7 +888,7 @@ class Cache:
         plan = self._plan(pattern)
         backend = self._backends.sync_backend
         if plan.kind is PatternKind.GENERATION:
-            backend.set(token_key(self.namespace, plan.segments), new_token(), _MIN_TOKEN_TTL_MS)
+            backend.bump(token_key(self.namespace, plan.segments), new_token(), _MIN_TOKEN_TTL_MS)
         elif plan.kind is PatternKind.ENTRY:
             key = f"{self.namespace}:{pattern}"
             if self.strategy is Strategy.SCAN:
@@ -1007,7 +1011,7 @@ class Cache:
         relative = full[len(self.namespace) + 1 :].split(SEGMENT_SEPARATOR)
         segments = relative[: len(parsed.tokens) - 1]
         token_keys = [token_key(self.namespace, segments[:i]) for i in range(len(segments) + 1)]
-        current = await backend.get_many(token_keys)
+        current = (await backend.get_many([full, *token_keys]))[1:]
         info["tokens_stored"] = [t.decode() for t in parsed.tokens]
         info["tokens_current"] = [t.decode() if t is not None else None for t in current]
         info["valid"] = list(parsed.tokens) == current

@@ -23,13 +23,19 @@ class AsyncBackend(Protocol):
     kind: str
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
-        """Values of ``keys`` in one round trip (``None`` where absent)."""
+        """Values of ``keys`` in one round trip (``None`` where absent). ``keys[0]`` is an
+        entry key and the rest its token keys: a sharded backend routes them all by it."""
         ...
 
     async def create_tokens(
-        self, keys: Sequence[str], fresh: Sequence[bytes], ttl_ms: int
+        self, route: str, keys: Sequence[str], fresh: Sequence[bytes], ttl_ms: int
     ) -> list[bytes]:
-        """For each key: store ``fresh[i]`` if absent; return the token now there (one trip)."""
+        """For each token key: store ``fresh[i]`` if absent; return the token now there (one
+        round trip). ``route`` is the entry key the tokens are read with."""
+        ...
+
+    async def bump(self, key: str, token: bytes, ttl_ms: int) -> None:
+        """Replace the token at ``key`` wherever it is kept (every shard, in a cluster)."""
         ...
 
     async def store_if_unchanged(
@@ -45,7 +51,9 @@ class AsyncBackend(Protocol):
         and every token still exists; extend token TTLs to at least ``token_ttl_ms``."""
         ...
 
-    async def set(self, key: str, value: bytes, ttl_ms: int) -> None: ...
+    async def set(self, key: str, value: bytes, ttl_ms: int) -> None:
+        """Write an entry-key value (a tombstone, or an unconditional store)."""
+        ...
 
     async def delete(self, keys: Sequence[str]) -> int: ...
 
@@ -80,8 +88,10 @@ class SyncBackend(Protocol):
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]: ...
 
     def create_tokens(
-        self, keys: Sequence[str], fresh: Sequence[bytes], ttl_ms: int
+        self, route: str, keys: Sequence[str], fresh: Sequence[bytes], ttl_ms: int
     ) -> list[bytes]: ...
+
+    def bump(self, key: str, token: bytes, ttl_ms: int) -> None: ...
 
     def store_if_unchanged(
         self,

@@ -107,7 +107,7 @@ class MemoryStore:
             return [self._get(k, now) for k in keys]
 
     def create_tokens(
-        self, keys: Sequence[str], fresh: Sequence[bytes], ttl_ms: int
+        self, route: str, keys: Sequence[str], fresh: Sequence[bytes], ttl_ms: int
     ) -> list[bytes]:
         now = self._clock()
         out: list[bytes] = []
@@ -153,6 +153,9 @@ class MemoryStore:
         now = self._clock()
         with self._lock:
             self._put(key, value, ttl_ms, now)
+
+    def bump(self, key: str, token: bytes, ttl_ms: int) -> None:
+        self.set(key, token, ttl_ms)
 
     def delete(self, keys: Sequence[str]) -> int:
         with self._lock:
@@ -219,9 +222,12 @@ class AsyncMemoryBackend:
         return self.store.get_many(keys)
 
     async def create_tokens(
-        self, keys: Sequence[str], fresh: Sequence[bytes], ttl_ms: int
+        self, route: str, keys: Sequence[str], fresh: Sequence[bytes], ttl_ms: int
     ) -> list[bytes]:
-        return self.store.create_tokens(keys, fresh, ttl_ms)
+        return self.store.create_tokens(route, keys, fresh, ttl_ms)
+
+    async def bump(self, key: str, token: bytes, ttl_ms: int) -> None:
+        self.store.bump(key, token, ttl_ms)
 
     async def store_if_unchanged(
         self,

@@ -129,7 +129,7 @@ class AsyncRedisBackend:
         return result
 
     async def create_tokens(
-        self, keys: Sequence[str], fresh: Sequence[bytes], ttl_ms: int
+        self, route: str, keys: Sequence[str], fresh: Sequence[bytes], ttl_ms: int
     ) -> list[bytes]:
         client = self._connect()
         with _translated():
@@ -159,6 +159,9 @@ class AsyncRedisBackend:
         client = self._connect()
         with _translated():
             await _ask(client, "SET", key, value, "PX", ttl_ms)
+
+    async def bump(self, key: str, token: bytes, ttl_ms: int) -> None:
+        await self.set(key, token, ttl_ms)
 
     async def delete(self, keys: Sequence[str]) -> int:
         if not keys:
@@ -245,7 +248,7 @@ class SyncRedisBackend:
         return result
 
     def create_tokens(
-        self, keys: Sequence[str], fresh: Sequence[bytes], ttl_ms: int
+        self, route: str, keys: Sequence[str], fresh: Sequence[bytes], ttl_ms: int
     ) -> list[bytes]:
         with _translated(), self.client.pipeline(transaction=False) as pipe:
             for key, token in zip(keys, fresh, strict=True):
@@ -271,6 +274,9 @@ class SyncRedisBackend:
     def set(self, key: str, value: bytes, ttl_ms: int) -> None:
         with _translated():
             _tell(self.client, "SET", key, value, "PX", ttl_ms)
+
+    def bump(self, key: str, token: bytes, ttl_ms: int) -> None:
+        self.set(key, token, ttl_ms)
 
     def delete(self, keys: Sequence[str]) -> int:
         if not keys:
