@@ -52,6 +52,8 @@ log = logging.getLogger("freshcache")
 _MIN_TOKEN_TTL_MS = 24 * 3600 * 1000
 _MIN_TOMBSTONE_TTL_MS = 600 * 1000
 _NO_VALUE: Any = object()  # a miss; never None, which is a value like any other
+_TOKEN_END = envelope.TOKEN_END
+_HEADER_END = envelope.HEADER_END
 
 
 class Strategy(enum.Enum):
@@ -351,19 +353,22 @@ class Cache:
         self, spec: FunctionSpec, values: list[bytes | None], counters: Counters
     ) -> tuple[Any, bytes | None]:
         """Classify a fetch: ``(value or _NO_VALUE, stamp or None if tokens are missing)``."""
-        raw = values[0]
-        tokens = values[1:]
-        if None in tokens:
+        try:
+            stamp = _TOKEN_END.join(values[1:]) + _TOKEN_END  # type: ignore[arg-type]
+        except TypeError:  # a token is missing: nothing stored before can be valid
             counters.misses += 1
             return _NO_VALUE, None
-        stamp = envelope.make_stamp(tokens)  # type: ignore[arg-type]
+        raw = values[0]
         if raw is None:
             counters.misses += 1
-            return _NO_VALUE, stamp
-        if raw.startswith(stamp):
-            value = self._decode_valid(spec, raw, stamp, counters)
-            if value is not _NO_VALUE:
-                return value, stamp
+        elif raw.startswith(stamp):
+            end = raw.find(_HEADER_END, len(stamp))
+            if end >= 0:
+                try:
+                    return spec.codec.decode(raw[end + 1 :]), stamp
+                except DecodeError:
+                    pass
+            counters.errors["decode"] += 1
             counters.misses += 1
         elif raw.startswith(envelope.TOMBSTONE_MARK):
             counters.misses += 1

@@ -36,27 +36,23 @@ class CircuitBreaker:
         self.cooldown = cooldown
         self._clock = clock
         self._failures = 0
-        self._state = BreakerState.CLOSED
+        self.state = BreakerState.CLOSED  # read on every call: a plain attribute, no property
         self._opened_at = 0.0
         self._probe_started = 0.0
         self._lock = threading.Lock()
         self.opened_count = 0
 
-    @property
-    def state(self) -> BreakerState:
-        return self._state
-
     def allow(self) -> bool:
         """May a call go to the backend now? Costs no I/O; the hot path calls it every time."""
-        if self._state is BreakerState.CLOSED:
+        if self.state is BreakerState.CLOSED:
             return True
         now = self._clock()
         with self._lock:
-            if self._state is BreakerState.OPEN and now - self._opened_at >= self.cooldown:
-                self._state = BreakerState.HALF_OPEN
+            if self.state is BreakerState.OPEN and now - self._opened_at >= self.cooldown:
+                self.state = BreakerState.HALF_OPEN
                 self._probe_started = now
                 return True  # this caller is the probe
-            if self._state is BreakerState.HALF_OPEN and now - self._probe_started >= max(
+            if self.state is BreakerState.HALF_OPEN and now - self._probe_started >= max(
                 self.cooldown, 1.0
             ):
                 self._probe_started = now  # the probe never reported back: let another try
@@ -64,19 +60,19 @@ class CircuitBreaker:
             return False
 
     def record_success(self) -> None:
-        if self._state is BreakerState.CLOSED and self._failures == 0:
+        if self.state is BreakerState.CLOSED and self._failures == 0:
             return
         with self._lock:
             self._failures = 0
-            self._state = BreakerState.CLOSED
+            self.state = BreakerState.CLOSED
 
     def record_failure(self) -> None:
         with self._lock:
             self._failures += 1
-            if self._state is BreakerState.HALF_OPEN or self._failures >= self.threshold:
-                if self._state is not BreakerState.OPEN:
+            if self.state is BreakerState.HALF_OPEN or self._failures >= self.threshold:
+                if self.state is not BreakerState.OPEN:
                     self.opened_count += 1
-                self._state = BreakerState.OPEN
+                self.state = BreakerState.OPEN
                 self._opened_at = self._clock()
 
 

@@ -22,6 +22,10 @@ from freshcache.tokens import token_keys_for
 
 Seconds = float | int | dt.timedelta
 _TOKEN_KEY_MEMO_LIMIT = 10_000
+_LOCATION_MEMO_LIMIT = 4096
+# Argument types for which Python equality implies an identical key encoding. Not bool, float
+# or Decimal: True == 1 == 1.0 == Decimal(1) would share one memo slot but not one key.
+_MEMO_SAFE_TYPES = frozenset({str, int, dt.date, type(None)})
 
 
 def to_ms(value: Seconds, what: str) -> int:
@@ -92,6 +96,16 @@ class FunctionSpec:
         self.early_refresh_beta = early_refresh_beta
         self.single_flight = single_flight
         self._token_keys: dict[tuple[str, str], list[str]] = {}
+        # Memo of positional calls with simple argument types -> Located, per namespace. The
+        # instance (self/cls) is left out of the memo key exactly as it is left out of the key.
+        self._skip_first = bool(self.binder.names) and self.binder.names[0] in (
+            self.binder.excluded - set(self._template_roots())
+        )
+        self._memoizable = key is None and "self" not in self._template_roots()
+        self._locations: dict[tuple[str, tuple[Any, ...]], Located] = {}
+
+    def _template_roots(self) -> set[str]:
+        return {f.root for f in self.prefix.fields}
 
     @property
     def codec(self) -> codecs.Codec:
@@ -119,6 +133,22 @@ class FunctionSpec:
         return args_hash(self.binder.key_part(bound))
 
     def locate(self, namespace: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Located:
+        if kwargs or not self._memoizable:
+            return self._locate(namespace, args, kwargs)
+        memo_args = args[1:] if self._skip_first else args
+        for value in memo_args:
+            if type(value) not in _MEMO_SAFE_TYPES:
+                return self._locate(namespace, args, kwargs)
+        memo_key = (namespace, memo_args)
+        located = self._locations.get(memo_key)
+        if located is None:
+            located = self._locate(namespace, args, kwargs)
+            if len(self._locations) >= _LOCATION_MEMO_LIMIT:
+                self._locations.clear()
+            self._locations[memo_key] = located
+        return located
+
+    def _locate(self, namespace: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Located:
         bound = self.binder.bind(args, kwargs)
         prefix = self.prefix.fill(bound)
         tail = self.args_segment(args, kwargs, bound)

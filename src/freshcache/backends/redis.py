@@ -89,6 +89,39 @@ def pool_options(timeout: float, max_connections: int, pool_timeout: float) -> d
     }
 
 
+class _Slots:
+    """At most ``size`` commands in flight per client; callers beyond that *wait* for a free
+    connection (at most ``wait`` seconds) instead of failing. redis-py's asyncio pool raises
+    past its cap, and its blocking pool pays for a condition and a timeout on every command;
+    an uncontended semaphore costs next to nothing on the hit path."""
+
+    __slots__ = ("_semaphore", "_wait")
+
+    def __init__(self, size: int, wait: float) -> None:
+        self._semaphore = asyncio.Semaphore(size)
+        self._wait = wait
+
+    async def __aenter__(self) -> None:
+        semaphore = self._semaphore
+        if not semaphore.locked():
+            await semaphore.acquire()  # free slot: returns without suspending
+            return
+        try:
+            async with asyncio.timeout(self._wait):
+                await semaphore.acquire()
+        except TimeoutError:
+            raise BackendError(
+                "timeout", f"no free connection within {self._wait}s (max_connections reached)"
+            ) from None
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        self._semaphore.release()
+        if exc is not None and isinstance(exc, _ERRORS):
+            raise _classify(exc) from exc  # only BackendError leaves this module
+
+
 class AsyncRedisBackend:
     """The asyncio backend. A client belongs to one event loop; a new loop gets a new client."""
 
@@ -97,8 +130,12 @@ class AsyncRedisBackend:
     def __init__(self, url: str, timeout: float, max_connections: int, pool_timeout: float) -> None:
         self.url = url
         self._options = pool_options(timeout, max_connections, pool_timeout)
+        del self._options["timeout"]  # the pool-wait bound is _Slots' job here
+        self._max_connections = max_connections
+        self._pool_timeout = pool_timeout
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: redis.asyncio.Redis | None = None
+        self._slots = _Slots(max_connections, pool_timeout)
         self._store: Any = None
         self._release: Any = None
 
@@ -106,10 +143,11 @@ class AsyncRedisBackend:
         loop = asyncio.get_running_loop()
         if self._client is not None and self._loop is loop:
             return self._client
-        pool = redis.asyncio.BlockingConnectionPool.from_url(self.url, **self._options)
+        pool = redis.asyncio.ConnectionPool.from_url(self.url, **self._options)
         pool.connection_kwargs["retry"] = redis.asyncio.retry.Retry(NoBackoff(), 0)
         client = redis.asyncio.Redis.from_pool(pool)
         self._client, self._loop = client, loop
+        self._slots = _Slots(self._max_connections, self._pool_timeout)
         self._store = client.register_script(STORE_IF_UNCHANGED)
         self._release = client.register_script(RELEASE_LOCK)
         return client
@@ -122,21 +160,18 @@ class AsyncRedisBackend:
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         client = self._client if self._loop is asyncio.get_running_loop() else self._connect()
         assert client is not None
-        try:
+        async with self._slots:
             result: list[bytes | None] = await _ask(client, "MGET", *keys)
-        except _ERRORS as exc:
-            raise _classify(exc) from exc
         return result
 
     async def create_tokens(
         self, route: str, keys: Sequence[str], fresh: Sequence[bytes], ttl_ms: int
     ) -> list[bytes]:
         client = self._connect()
-        with _translated():
-            async with client.pipeline(transaction=False) as pipe:
-                for key, token in zip(keys, fresh, strict=True):
-                    pipe.execute_command("SET", key, token, "NX", "GET", "PX", ttl_ms)
-                previous = await pipe.execute()
+        async with self._slots, client.pipeline(transaction=False) as pipe:
+            for key, token in zip(keys, fresh, strict=True):
+                pipe.execute_command("SET", key, token, "NX", "GET", "PX", ttl_ms)
+            previous = await pipe.execute()
         return [old if old is not None else new for old, new in zip(previous, fresh, strict=True)]
 
     async def store_if_unchanged(
@@ -149,7 +184,7 @@ class AsyncRedisBackend:
         token_ttl_ms: int,
     ) -> bool:
         self._connect()
-        with _translated():
+        async with self._slots:
             stored = await self._store(
                 keys=[key, *token_keys], args=[value, ttl_ms, lease, token_ttl_ms]
             )
@@ -157,7 +192,7 @@ class AsyncRedisBackend:
 
     async def set(self, key: str, value: bytes, ttl_ms: int) -> None:
         client = self._connect()
-        with _translated():
+        async with self._slots:
             await _ask(client, "SET", key, value, "PX", ttl_ms)
 
     async def bump(self, key: str, token: bytes, ttl_ms: int) -> None:
@@ -167,7 +202,7 @@ class AsyncRedisBackend:
         if not keys:
             return 0
         client = self._connect()
-        with _translated():
+        async with self._slots:
             return int(await _ask(client, "UNLINK", *keys))
 
     async def delete_matching(self, match: str, keep_prefix: str) -> int:
@@ -175,7 +210,7 @@ class AsyncRedisBackend:
         deleted = 0
         batch: list[bytes] = []
         keep = keep_prefix.encode()
-        with _translated():
+        async with self._slots:
             async for key in client.scan_iter(match=match, count=SCAN_COUNT):
                 if key.startswith(keep):
                     continue
@@ -189,24 +224,24 @@ class AsyncRedisBackend:
 
     async def acquire_lock(self, key: str, owner: bytes, ttl_ms: int) -> bool:
         client = self._connect()
-        with _translated():
+        async with self._slots:
             return bool(await _ask(client, "SET", key, owner, "NX", "PX", ttl_ms))
 
     async def release_lock(self, key: str, owner: bytes) -> None:
         self._connect()
-        with _translated():
+        async with self._slots:
             await self._release(keys=[key], args=[owner])
 
     async def ttl_ms(self, key: str) -> int | None:
         client = self._connect()
-        with _translated():
+        async with self._slots:
             ttl = int(await _ask(client, "PTTL", key))
         return None if ttl == -2 else ttl
 
     async def scan(self, match: str, limit: int) -> list[str]:
         client = self._connect()
         found: list[str] = []
-        with _translated():
+        async with self._slots:
             async for key in client.scan_iter(match=match, count=SCAN_COUNT):
                 found.append(key.decode("utf-8", "replace"))
                 if len(found) >= limit:
@@ -215,13 +250,13 @@ class AsyncRedisBackend:
 
     async def ping(self) -> None:
         client = self._connect()
-        with _translated():
+        async with self._slots:
             await _ask(client, "PING")
 
     async def aclose(self) -> None:
         client, self._client, self._loop = self._client, None, None
         if client is not None:
-            with _translated():
+            async with self._slots:
                 await client.aclose()
 
 
