@@ -424,7 +424,9 @@ class Cache:
             if (
                 spec.early_refresh
                 and self._refresh_due(spec, values[0], stamp)
-                and not self._async_flights.in_flight((loc.key, stamp))
+                and not self._async_flights.in_flight(
+                    (loc.key, stamp, envelope.lease_of(values[0]))
+                )
             ):
                 counters.early_refreshes += 1
                 lease = envelope.lease_of(values[0])
@@ -435,7 +437,11 @@ class Cache:
         if stamp is None:
             missing, fresh = self._fresh_tokens(loc, values)
             try:
-                created = await backend.create_tokens(loc.key, missing, fresh, _MIN_TOKEN_TTL_MS)
+                # One creation per process for callers that found the same tokens missing.
+                created = await self._async_flights.run(
+                    ("tokens", loc.key, *missing),
+                    lambda: backend.create_tokens(loc.key, missing, fresh, _MIN_TOKEN_TTL_MS),
+                )
             except BackendError as exc:
                 self._failed(exc, counters)
                 return await func(*args, **kwargs)
@@ -463,9 +469,9 @@ class Cache:
 
         if not spec.single_flight:
             return await fill()
-        # Keyed by the tokens too: a read that began after an invalidation never joins a
-        # computation that began before it.
-        return await self._async_flights.run((loc.key, stamp), fill)
+        # Keyed by the tokens and the lease too: a read that began after an invalidation (a new
+        # token, or a tombstone at the entry) never joins a computation that began before it.
+        return await self._async_flights.run((loc.key, stamp, lease), fill)
 
     async def _fill_async(
         self,
@@ -622,7 +628,10 @@ class Cache:
         if stamp is None:
             missing, fresh = self._fresh_tokens(loc, values)
             try:
-                created = backend.create_tokens(loc.key, missing, fresh, _MIN_TOKEN_TTL_MS)
+                created = self._sync_flights.run(
+                    ("tokens", loc.key, *missing),
+                    lambda: backend.create_tokens(loc.key, missing, fresh, _MIN_TOKEN_TTL_MS),
+                )
             except BackendError as exc:
                 self._failed(exc, counters)
                 return func(*args, **kwargs)
@@ -650,7 +659,7 @@ class Cache:
 
         if not spec.single_flight:
             return fill()
-        return self._sync_flights.run((loc.key, stamp), fill)
+        return self._sync_flights.run((loc.key, stamp, lease), fill)
 
     def _fill_sync(
         self,

@@ -170,7 +170,7 @@ class AsyncRedisBackend:
         client = self._connect()
         async with self._slots, client.pipeline(transaction=False) as pipe:
             for key, token in zip(keys, fresh, strict=True):
-                pipe.execute_command("SET", key, token, "NX", "GET", "PX", ttl_ms)
+                pipe.execute_command("SET", key, token, "NX", "GET", "PX", ttl_ms, get=True)
             previous = await pipe.execute()
         return [old if old is not None else new for old, new in zip(previous, fresh, strict=True)]
 
@@ -288,7 +288,7 @@ class SyncRedisBackend:
         with _translated(), self.client.pipeline(transaction=False) as pipe:
             for key, token in zip(keys, fresh, strict=True):
                 pipe.execute_command(  # type: ignore[no-untyped-call]
-                    "SET", key, token, "NX", "GET", "PX", ttl_ms
+                    "SET", key, token, "NX", "GET", "PX", ttl_ms, get=True
                 )
             previous = pipe.execute()
         return [old if old is not None else new for old, new in zip(previous, fresh, strict=True)]

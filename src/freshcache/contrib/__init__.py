@@ -1,0 +1,1 @@
+"""Optional integrations; each imports its third-party library only when imported itself."""
