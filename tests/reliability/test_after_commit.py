@@ -39,10 +39,14 @@ async def test_deferred_scope_applies_on_success_and_drops_on_error(cache: Cache
         version = new
 
     assert await read() == 1
-    with pytest.raises(RuntimeError):
+
+    async def failed_unit_of_work() -> None:
         async with cache.deferred():
             await write(2)
             raise RuntimeError("rolled back")
+
+    with pytest.raises(RuntimeError):
+        await failed_unit_of_work()
     version = 1  # the rollback restored the data; the cache was never touched
     assert await read() == 1
     assert cache.stats()["booking:stats"].stale == 0
@@ -88,11 +92,10 @@ async def test_sqlalchemy_unit_of_work_invalidates_after_commit_not_before(
         )
 
     async def writer() -> None:
-        async with session_factory() as session:
-            async with unit_of_work(session, cache):
-                await increment(session)
-                written.set()
-                await reader_done.wait()  # a reader runs between the write and the commit
+        async with session_factory() as session, unit_of_work(session, cache):
+            await increment(session)
+            written.set()
+            await reader_done.wait()  # a reader runs between the write and the commit
         committed.set()
 
     async def reader() -> None:
@@ -108,9 +111,12 @@ async def test_sqlalchemy_unit_of_work_invalidates_after_commit_not_before(
     assert seen_between == [10]
     assert await read() == 11
 
-    with pytest.raises(ValueError, match="boom"):
+    async def failed_transaction() -> None:
         async with session_factory() as session, unit_of_work(session, cache):
             await increment(session)
             raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        await failed_transaction()
     assert await read() == 11  # rolled back: nothing invalidated, nothing changed
     assert cache.stats()["booking:stats"].hits >= 1
