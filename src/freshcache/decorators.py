@@ -10,7 +10,7 @@ import functools
 import inspect
 import logging
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 from freshcache.keys import SEGMENT_SEPARATOR, WILDCARD, ArgumentBinder, Template
 from freshcache.spec import FunctionSpec, Seconds
@@ -20,7 +20,9 @@ if TYPE_CHECKING:
     from freshcache.cache import Cache
 
 P = ParamSpec("P")
+P2 = ParamSpec("P2")
 R = TypeVar("R")
+S = TypeVar("S")
 log = logging.getLogger("freshcache")
 
 CacheRef = Callable[[], "Cache"]
@@ -82,12 +84,14 @@ class CachedFunction(Generic[P, R]):
         return self._cache_ref().key_for(self.spec, args, kwargs)
 
     @overload
-    def __get__(self, instance: None, owner: type) -> CachedFunction[P, R]: ...
+    def __get__(self, instance: None, owner: type | None = None) -> CachedFunction[P, R]: ...
 
     @overload
-    def __get__(self, instance: object, owner: type) -> BoundCachedFunction: ...
+    def __get__(
+        self: CachedFunction[Concatenate[S, P2], R], instance: S, owner: type | None = None
+    ) -> BoundCachedFunction[P2, R]: ...
 
-    def __get__(self, instance: object, owner: type) -> Any:
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
         if instance is None:
             return self
         return BoundCachedFunction(self, instance)
@@ -96,7 +100,7 @@ class CachedFunction(Generic[P, R]):
         return f"<cached {self.spec.qualname} prefix={self.spec.prefix_label!r}>"
 
 
-class BoundCachedFunction:
+class BoundCachedFunction(Generic[P, R]):
     """A cached method bound to its instance; the helpers are bound too."""
 
     __slots__ = ("__func__", "__self__")
@@ -105,19 +109,22 @@ class BoundCachedFunction:
         self.__func__ = func
         self.__self__ = instance
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.__func__(self.__self__, *args, **kwargs)
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        result: R = self.__func__(self.__self__, *args, **kwargs)
+        return result
 
-    def uncached(self, *args: Any, **kwargs: Any) -> Any:
-        return self.__func__.uncached(self.__self__, *args, **kwargs)
+    def uncached(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        result: R = self.__func__.uncached(self.__self__, *args, **kwargs)
+        return result
 
-    def invalidate(self, *args: Any, **kwargs: Any) -> Any:
+    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> Any:
         return self.__func__.invalidate(self.__self__, *args, **kwargs)
 
-    def warm(self, *args: Any, **kwargs: Any) -> Any:
-        return self.__func__.warm(self.__self__, *args, **kwargs)
+    def warm(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        result: R = self.__func__.warm(self.__self__, *args, **kwargs)
+        return result
 
-    def key_for(self, *args: Any, **kwargs: Any) -> str:
+    def key_for(self, *args: P.args, **kwargs: P.kwargs) -> str:
         return self.__func__.key_for(self.__self__, *args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
