@@ -68,7 +68,7 @@ class _Scope:
 
     def __init__(self, cache: Cache) -> None:
         self.cache = cache
-        self.patterns: list[tuple[str, str]] = []  # (pattern, stats label)
+        self.patterns: list[tuple[str, str | None]] = []  # (pattern, explicit stats label)
         self.after: list[Callable[[], Any]] = []  # re-warming, run once they are applied
         self._token: contextvars.Token[tuple[_Scope, ...]] | None = None
 
@@ -181,12 +181,16 @@ class Cache:
         self.pending = PendingInvalidations(max_pending_invalidations)
         self._async_flights = AsyncSingleFlight()
         self._sync_flights = SyncSingleFlight()
+        self._async_token_flights = AsyncSingleFlight()
+        self._sync_token_flights = SyncSingleFlight()
         self._replaying = False
         self._last_error: str | None = None
         self._last_logged = 0.0
         self._suppressed_logs = 0
         self._rand = default_rand
         self._reserved_prefix = f"{namespace}{SEGMENT_SEPARATOR}__"
+        self._counters_by_prefix: dict[str, Counters] = {}
+        self._read_prefixes: dict[str, tuple[str | None, ...]] = {}
 
     @classmethod
     def from_url(cls, url: str, namespace: str = "freshcache", **options: Any) -> Cache:
@@ -399,7 +403,7 @@ class Cache:
         self, spec: FunctionSpec, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         func = spec.func
-        counters = self.metrics.for_prefix(spec.prefix_label)
+        counters = self._counters(spec)
         if (
             self.pending or self.breaker.state is not BreakerState.CLOSED
         ) and not await self._recover_async():
@@ -438,8 +442,8 @@ class Cache:
             missing, fresh = self._fresh_tokens(loc, values)
             try:
                 # One creation per process for callers that found the same tokens missing.
-                created = await self._async_flights.run(
-                    ("tokens", loc.key, *missing),
+                created = await self._async_token_flights.run(
+                    (loc.key, *missing),
                     lambda: backend.create_tokens(loc.key, missing, fresh, _MIN_TOKEN_TTL_MS),
                 )
             except BackendError as exc:
@@ -596,7 +600,7 @@ class Cache:
 
     def _call_sync(self, spec: FunctionSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         func = spec.func
-        counters = self.metrics.for_prefix(spec.prefix_label)
+        counters = self._counters(spec)
         if (
             self.pending or self.breaker.state is not BreakerState.CLOSED
         ) and not self._recover_sync():
@@ -628,8 +632,8 @@ class Cache:
         if stamp is None:
             missing, fresh = self._fresh_tokens(loc, values)
             try:
-                created = self._sync_flights.run(
-                    ("tokens", loc.key, *missing),
+                created = self._sync_token_flights.run(
+                    (loc.key, *missing),
                     lambda: backend.create_tokens(loc.key, missing, fresh, _MIN_TOKEN_TTL_MS),
                 )
             except BackendError as exc:
@@ -781,7 +785,7 @@ class Cache:
         self, spec: FunctionSpec, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         """Recompute one entry and store it, whatever is cached now."""
-        counters = self.metrics.for_prefix(spec.prefix_label)
+        counters = self._counters(spec)
         loc = spec.locate(self.namespace, args, kwargs)
         backend = self._backends.async_backend
         try:
@@ -801,7 +805,7 @@ class Cache:
         )
 
     def _warm_sync(self, spec: FunctionSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        counters = self.metrics.for_prefix(spec.prefix_label)
+        counters = self._counters(spec)
         loc = spec.locate(self.namespace, args, kwargs)
         backend = self._backends.sync_backend
         try:
@@ -841,16 +845,46 @@ class Cache:
     def key_for(self, spec: FunctionSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         return spec.locate(self.namespace, args, kwargs).key
 
+    def _counters(self, spec: FunctionSpec) -> Counters:
+        counters = self._counters_by_prefix.get(spec.prefix_label)
+        if counters is None:
+            counters = self._counters_by_prefix[spec.prefix_label] = self.metrics.for_prefix(
+                spec.prefix_label
+            )
+            # Remember the read prefix, so invalidations are counted under the reads they reach.
+            self._read_prefixes[spec.prefix_label] = tuple(
+                None if "{" in segment else segment
+                for segment in spec.prefix_label.split(SEGMENT_SEPARATOR)
+            )
+        return counters
+
+    def _labels(self, pattern: str, label: str | None) -> list[str]:
+        """The stats prefixes an invalidation is counted under: the read prefixes it reaches
+        (``booking:availability:2025-10-11:*`` counts for ``booking:availability:{event_date}``),
+        else the pattern itself. Keeps ``stats()`` keyed by read prefixes, not by values."""
+        if label is not None:
+            return [label]
+        plan = classify(pattern)
+        if plan.kind is not PatternKind.SCAN:
+            reached = [
+                prefix
+                for prefix, template in self._read_prefixes.items()
+                if all(t is None or t == s for t, s in zip(template, plan.segments, strict=False))
+            ]
+            if reached:
+                return reached
+        return [self._label(pattern)]
+
     @staticmethod
     def _label(pattern: str) -> str:
         suffix = SEGMENT_SEPARATOR + WILDCARD
         return pattern[: -len(suffix)] if pattern.endswith(suffix) else pattern
 
-    def _prepare(self, patterns: Iterable[str], label: str | None) -> list[tuple[str, str]]:
+    def _prepare(self, patterns: Iterable[str], label: str | None) -> list[tuple[str, str | None]]:
         out = []
         for pattern in patterns:
             classify(pattern)  # bad input fails here, at the caller, naming the problem
-            out.append((pattern, label if label is not None else self._label(pattern)))
+            out.append((pattern, label))
         return out
 
     async def invalidate(self, *patterns: str, label: str | None = None) -> None:
@@ -878,9 +912,9 @@ class Cache:
             return PatternPlan(pattern, PatternKind.SCAN, ())
         return plan
 
-    def _record(self, pattern: str, label: str, applied: bool) -> None:
+    def _record(self, pattern: str, label: str | None, applied: bool) -> None:
         kind = self._plan(pattern).kind.value
-        self.metrics.record_invalidation(label, pattern, kind, applied)
+        self.metrics.record_invalidation(self._labels(pattern, label), pattern, kind, applied)
 
     async def _apply_async(self, pattern: str) -> None:
         plan = self._plan(pattern)
@@ -912,7 +946,7 @@ class Cache:
         else:
             backend.delete_matching(f"{self.namespace}:{pattern}", self._reserved_prefix)
 
-    async def _invalidate_now_async(self, prepared: list[tuple[str, str]]) -> None:
+    async def _invalidate_now_async(self, prepared: list[tuple[str, str | None]]) -> None:
         for pattern, label in prepared:
             # Order matters: anything kept from before must be applied before this one.
             if (self.pending or not self.breaker.allow()) and not await self._recover_async():
@@ -922,14 +956,14 @@ class Cache:
             try:
                 await self._apply_async(pattern)
             except BackendError as exc:
-                self._failed(exc, self.metrics.for_prefix(label))
+                self._failed(exc)
                 self.pending.add(pattern)
                 self._record(pattern, label, applied=False)
             else:
                 self._succeeded()
                 self._record(pattern, label, applied=True)
 
-    def _invalidate_now_sync(self, prepared: list[tuple[str, str]]) -> None:
+    def _invalidate_now_sync(self, prepared: list[tuple[str, str | None]]) -> None:
         for pattern, label in prepared:
             if (self.pending or not self.breaker.allow()) and not self._recover_sync():
                 self.pending.add(pattern)
@@ -938,7 +972,7 @@ class Cache:
             try:
                 self._apply_sync(pattern)
             except BackendError as exc:
-                self._failed(exc, self.metrics.for_prefix(label))
+                self._failed(exc)
                 self.pending.add(pattern)
                 self._record(pattern, label, applied=False)
             else:
@@ -995,7 +1029,7 @@ class Cache:
 
     def _record_replayed(self, batch: list[tuple[str, int]]) -> None:
         for pattern, _sequence in batch:
-            self.metrics.record_invalidation(self._label(pattern), pattern, "replayed", True)
+            self.metrics.record_invalidation(self._labels(pattern, None), pattern, "replayed", True)
 
     # ================================================================== tooling
 

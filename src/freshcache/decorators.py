@@ -223,19 +223,16 @@ class _Invalidation:
                     f"{type(source).__qualname__}"
                 )
 
-    def resolve(
-        self, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any
-    ) -> list[tuple[str, str]]:
-        """``(pattern, stats label)`` pairs. A pattern that cannot be built falls back to the
+    def resolve(self, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any) -> list[str]:
+        """The patterns to invalidate. A pattern that cannot be built falls back to the
         broadest pattern it could have meant: coarser, never stale, never an error after a
         write that succeeded."""
         arguments = self.binder.bind(args, kwargs)
         values = {**arguments, "result": result}
-        out: list[tuple[str, str]] = []
+        out: list[str] = []
         for template in self.templates:
-            label = _label(template.text)
             try:
-                out.append((template.fill(values), label))
+                out.append(template.fill(values))
             except Exception:
                 fallback = _literal_prefix_pattern(template.text)
                 log.exception(
@@ -243,20 +240,20 @@ class _Invalidation:
                     template.text,
                     fallback,
                 )
-                out.append((fallback, label))
+                out.append(fallback)
         for source in self.callables:
             try:
                 produced = source(result=result, **arguments)
                 patterns = [produced] if isinstance(produced, str) else list(produced)
                 for pattern in patterns:
                     classify(pattern)
-                    out.append((pattern, _label(pattern)))
+                    out.append(pattern)
             except Exception:
                 log.exception(
                     "freshcache: invalidation callable %r failed; invalidating the whole namespace",
                     source,
                 )
-                out.append((WILDCARD, WILDCARD))
+                out.append(WILDCARD)
         return out
 
 
@@ -271,11 +268,6 @@ class _Anything:
 
     def __str__(self) -> str:
         return "x"
-
-
-def _label(pattern: str) -> str:
-    suffix = SEGMENT_SEPARATOR + WILDCARD
-    return pattern[: -len(suffix)] if pattern.endswith(suffix) else pattern
 
 
 def _literal_prefix_pattern(text: str) -> str:
@@ -310,8 +302,7 @@ def invalidate_cache(
             async def async_write(*args: P.args, **kwargs: P.kwargs) -> Any:
                 result = await func(*args, **kwargs)
                 target = cache_ref()
-                for pattern, label in plan.resolve(args, kwargs, result):
-                    await target.invalidate(pattern, label=label)
+                await target.invalidate(*plan.resolve(args, kwargs, result))
                 await _rewarm_async(target, rewarm, plan, args, kwargs, result)
                 return result
 
@@ -321,8 +312,7 @@ def invalidate_cache(
         def sync_write(*args: P.args, **kwargs: P.kwargs) -> R:
             result = func(*args, **kwargs)
             target = cache_ref()
-            for pattern, label in plan.resolve(args, kwargs, result):
-                target.invalidate_sync(pattern, label=label)
+            target.invalidate_sync(*plan.resolve(args, kwargs, result))
             _rewarm_sync(target, rewarm, plan, args, kwargs, result)
             return result
 

@@ -52,11 +52,11 @@ def format_value(value: object) -> str:
     if isinstance(value, float):
         return repr(0.0 if value == 0.0 else value)
     if isinstance(value, dt.datetime):
-        return _utc(value).isoformat()
+        return _datetime_text(value)
     if isinstance(value, dt.date | dt.time):
         return value.isoformat()
     if isinstance(value, Decimal):
-        return str(value.normalize())
+        return str(_canonical_decimal(value))
     if isinstance(value, uuid.UUID):
         return str(value)
     if value is None:
@@ -87,9 +87,23 @@ def pattern(*segments: object) -> str:
     return SEGMENT_SEPARATOR.join(parts)
 
 
-def _utc(value: dt.datetime) -> dt.datetime:
-    # Equal aware datetimes in different zones are the same instant: give them one key.
-    return value.astimezone(dt.UTC) if value.tzinfo is not None else value
+def _datetime_text(value: dt.datetime) -> str:
+    # Equal aware datetimes in different zones are the same instant: give them one text.
+    if value.tzinfo is None:
+        return value.isoformat()
+    try:
+        return value.astimezone(dt.UTC).isoformat()
+    except OverflowError:
+        # Within a day of datetime.min/max the UTC datetime does not exist; the instant
+        # does, as a timedelta from datetime.min (timedeltas have a far wider range).
+        offset = value.utcoffset() or dt.timedelta(0)
+        since_min = value.replace(tzinfo=None) - dt.datetime.min - offset
+        return f"utc{since_min.days}d{since_min.seconds}s{since_min.microseconds}us"
+
+
+def _canonical_decimal(value: Decimal) -> Decimal:
+    # Decimal('1.0') == Decimal('1.00') and Decimal('-0') == Decimal('0'): one key each.
+    return Decimal(0) if value.is_zero() else value.normalize()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -130,7 +144,7 @@ def _enc_bytes(v: Any, out: list[str]) -> None:
 
 
 def _enc_datetime(v: Any, out: list[str]) -> None:
-    out.append(f"dt{_utc(v).isoformat()};")
+    out.append(f"dt{_datetime_text(v)};")
 
 
 def _enc_date(v: Any, out: list[str]) -> None:
@@ -142,7 +156,7 @@ def _enc_time(v: Any, out: list[str]) -> None:
 
 
 def _enc_decimal(v: Any, out: list[str]) -> None:
-    out.append(f"D{v.normalize()};")
+    out.append(f"D{_canonical_decimal(v)};")
 
 
 def _enc_uuid(v: Any, out: list[str]) -> None:

@@ -126,9 +126,12 @@ class Metrics:
                 counters = self._by_prefix.setdefault(prefix, Counters())
         return counters
 
-    def record_invalidation(self, prefix: str, pattern: str, kind: str, applied: bool) -> None:
+    def record_invalidation(
+        self, prefixes: list[str], pattern: str, kind: str, applied: bool
+    ) -> None:
         if applied:
-            self.for_prefix(prefix).invalidations[kind] += 1
+            for prefix in prefixes:
+                self.for_prefix(prefix).invalidations[kind] += 1
         self._recent.appendleft(InvalidationEvent(time.time(), pattern, kind, applied))
 
     def recent_invalidations(self) -> list[InvalidationEvent]:
@@ -140,8 +143,10 @@ class Metrics:
         return MappingProxyType({prefix: _freeze(prefix, c) for prefix, c in sorted(items)})
 
     def reset(self) -> None:
+        """Zero every counter (the objects stay: callers may hold them)."""
         with self._lock:
-            self._by_prefix.clear()
+            for counters in self._by_prefix.values():
+                counters.__init__()  # type: ignore[misc]
             self._recent.clear()
 
 
