@@ -1,0 +1,3 @@
+from myhibachi.cli import main
+
+main()

@@ -1,0 +1,97 @@
+"""Service settings: environment variables (``MYHIBACHI_*``, plus ``DATABASE_URL`` and
+``FRESHCACHE_URL``/``FRESHCACHE_NAMESPACE``) over defaults that run with no server at all."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/myhibachi.sqlite3"
+_SLOT = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
+class Settings(BaseSettings):
+    """Everything the service needs, with defaults for a laptop (SQLite file + in-process cache).
+
+    Capacity model: every time slot of a day has ``chefs_per_slot`` chefs, and one booking
+    takes one chef for its slot, whatever its party size (guests only change the price).
+    So a slot's capacity is its chefs, and its remaining capacity is chefs minus the
+    bookings that are pending or confirmed; a cancelled booking frees its chef.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="MYHIBACHI_", extra="ignore")
+
+    database_url: str = Field(
+        default=DEFAULT_DATABASE_URL,
+        validation_alias=AliasChoices("DATABASE_URL", "MYHIBACHI_DATABASE_URL", "database_url"),
+        description="SQLAlchemy async URL: sqlite+aiosqlite:///path or postgresql+asyncpg://...",
+    )
+    cache_url: str = Field(
+        default="memory://",
+        validation_alias=AliasChoices("FRESHCACHE_URL", "MYHIBACHI_CACHE_URL", "cache_url"),
+    )
+    cache_namespace: str = Field(
+        default="myhibachi",
+        validation_alias=AliasChoices(
+            "FRESHCACHE_NAMESPACE", "MYHIBACHI_CACHE_NAMESPACE", "cache_namespace"
+        ),
+    )
+    cache_timeout: float = Field(default=0.05, gt=0, le=5, description="seconds per cache call")
+    invalidation: Literal["granular", "broad"] = Field(
+        default="granular",
+        description=(
+            "granular: a write invalidates booking:stats:* and its own day of availability "
+            "(the audit's recommendation); broad: booking:* (the audited original), to compare."
+        ),
+    )
+
+    # From the environment as "12:00,15:00,18:00" (NoDecode: not JSON).
+    time_slots: Annotated[tuple[str, ...], NoDecode] = ("12:00", "15:00", "18:00", "21:00")
+    chefs_per_slot: int = Field(default=3, ge=1, le=100)
+
+    price_per_guest: Decimal = Field(default=Decimal("60.00"), ge=0)
+    minimum_price: Decimal = Field(default=Decimal("550.00"), ge=0)
+    weekend_surcharge_percent: Decimal = Field(default=Decimal("10"), ge=0, le=100)
+
+    max_advance_days: int = Field(default=365, ge=1, le=3650)
+    max_range_days: int = Field(default=62, ge=1, le=366)
+    calendar_days: int = Field(default=28, ge=7, le=62)
+
+    auto_migrate: bool = True
+    demo: bool = False
+    demo_bookings: int = Field(default=400, ge=0)
+
+    @field_validator("time_slots", mode="before")
+    @classmethod
+    def _split_slots(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("time_slots")
+    @classmethod
+    def _check_slots(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("at least one time slot is needed")
+        for slot in value:
+            if not _SLOT.match(slot):
+                raise ValueError(f"time slot {slot!r} is not HH:MM")
+        if len(set(value)) != len(value):
+            raise ValueError("time slots must be distinct")
+        return tuple(sorted(value))
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def price_for(self, guests: int, event_date: dt.date) -> Decimal:
+        """Price of a party: per guest with a minimum, plus a surcharge on Fri/Sat/Sun."""
+        price = max(self.price_per_guest * guests, self.minimum_price)
+        if event_date.weekday() >= 4:
+            price += price * self.weekend_surcharge_percent / 100
+        return price.quantize(Decimal("0.01"))
