@@ -211,9 +211,12 @@ class FaultProxy:
         self._call(self._reset_all())
 
     def _call(self, coro: Coroutine[Any, Any, _T], timeout: float = _CALL_TIMEOUT) -> _T:
-        if self._loop is None:
+        if self._loop is None or self._loop.is_closed():
             coro.close()
-            raise RuntimeError("the proxy is not started")
+            raise RuntimeError("the proxy is not started, or closed")
+        if threading.current_thread() is self._thread:
+            coro.close()
+            raise RuntimeError("FaultProxy methods cannot be called from its own loop thread")
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
         try:
             return future.result(timeout)
