@@ -949,7 +949,7 @@ class Cache:
     async def _invalidate_now_async(self, prepared: list[tuple[str, str | None]]) -> None:
         for pattern, label in prepared:
             # Order matters: anything kept from before must be applied before this one.
-            if (self.pending or not self.breaker.allow()) and not await self._recover_async():
+            if not await self._recover_async():
                 self.pending.add(pattern)
                 self._record(pattern, label, applied=False)
                 continue
@@ -965,7 +965,7 @@ class Cache:
 
     def _invalidate_now_sync(self, prepared: list[tuple[str, str | None]]) -> None:
         for pattern, label in prepared:
-            if (self.pending or not self.breaker.allow()) and not self._recover_sync():
+            if not self._recover_sync():
                 self.pending.add(pattern)
                 self._record(pattern, label, applied=False)
                 continue
