@@ -38,15 +38,36 @@ class Codec(Protocol):
 _UNTYPED = (Any, object, None)
 
 
+_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _plain(value: Any) -> bool:
+    """Only values JSON gives back as they were: exact dict (str keys), list, str, int, float,
+    bool, None. A StrEnum or a tuple would come back as a str or a list and, comparing equal,
+    slip past the round-trip check."""
+    kind = type(value)
+    if kind in _JSON_SCALARS:
+        return True
+    if kind is list:
+        return all(_plain(item) for item in value)
+    if kind is dict:
+        return all(type(k) is str and _plain(v) for k, v in value.items())
+    return False
+
+
 class PlainJsonCodec:
     """JSON for JSON-native values (dict, list, str, int, float, bool, None)."""
 
     name = "json"
 
     def encode(self, value: Any) -> bytes:
+        if not _plain(value):
+            raise EncodeError(
+                "not plain JSON data; annotate the return type so it can be encoded faithfully"
+            )
         try:
             return orjson.dumps(value)
-        except TypeError as exc:
+        except (TypeError, orjson.JSONEncodeError) as exc:
             raise EncodeError(str(exc)) from None
 
     def decode(self, data: bytes) -> Any:
@@ -113,6 +134,21 @@ class SignedPickleCodec:
             return pickle.loads(body)
         except Exception as exc:
             raise DecodeError(f"{type(exc).__name__}: {exc}") from None
+
+
+class UnusableCodec:
+    """Stands in when a function's return type has no encoding: every value is uncached."""
+
+    name = "none"
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def encode(self, value: Any) -> bytes:
+        raise EncodeError(self.reason)
+
+    def decode(self, data: bytes) -> Any:
+        raise DecodeError(self.reason)
 
 
 def make_codec(annotation: Any, serializer: str, signing_key: bytes | str | None) -> Codec:

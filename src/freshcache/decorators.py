@@ -258,16 +258,17 @@ class _Invalidation:
 
 
 class _Placeholders(dict[str, Any]):
+    """Stand-ins for every template field, to check a pattern's shape at decoration time."""
+
     def __missing__(self, key: str) -> Any:
-        return _Anything()
+        return _Anything("x")
 
 
-class _Anything:
+class _Anything(str):
+    __slots__ = ()
+
     def __getattr__(self, name: str) -> _Anything:
         return self
-
-    def __str__(self) -> str:
-        return "x"
 
 
 def _literal_prefix_pattern(text: str) -> str:

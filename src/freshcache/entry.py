@@ -19,7 +19,8 @@ from collections.abc import Sequence
 TOKEN_END = b"\x1f"
 HEADER_END = b"\x1e"
 TOMBSTONE_MARK = b"~"
-ABSENT_LEASE = b""
+ABSENT_LEASE = b""  # the reader saw no entry
+PRESENT_MARK = b"="  # a lease for a present entry: "=" + the header the reader saw
 
 
 def make_stamp(tokens: Sequence[bytes]) -> bytes:
@@ -47,11 +48,19 @@ def tombstone(token: bytes) -> bytes:
 
 
 def lease_of(raw: bytes | None) -> bytes:
-    """What a conditional store must still find: the header of what the reader saw."""
+    """What a conditional store must still find: ``b""`` for no entry, else ``b"="`` and the
+    header of what the reader saw (the whole value if it has none, even an empty one)."""
     if raw is None:
         return ABSENT_LEASE
     end = raw.find(HEADER_END)
-    return raw if end < 0 else raw[: end + 1]
+    return PRESENT_MARK + (raw if end < 0 else raw[: end + 1])
+
+
+def lease_matches(lease: bytes, current: bytes | None) -> bool:
+    """The check ``store_if_unchanged`` makes (the Redis script does the same in Lua)."""
+    if lease == ABSENT_LEASE:
+        return current is None
+    return current is not None and current.startswith(lease[len(PRESENT_MARK) :])
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -70,7 +70,8 @@ def format_value(value: object) -> str:
 def escape(value: object) -> str:
     """Format ``value`` and escape it so it is one literal segment: no ``:``, no wildcard."""
     text = format_value(value).translate(_ESCAPES)
-    return text if text else "%00"
+    # An empty value still needs a segment; a lone "%" is never the escape of anything.
+    return text if text else "%"
 
 
 def pattern(*segments: object) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import typing
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -20,6 +21,7 @@ from freshcache.keys import (
 )
 from freshcache.tokens import token_keys_for
 
+log = logging.getLogger("freshcache")
 Seconds = float | int | dt.timedelta
 _TOKEN_KEY_MEMO_LIMIT = 10_000
 _LOCATION_MEMO_LIMIT = 4096
@@ -111,9 +113,16 @@ class FunctionSpec:
     def codec(self) -> codecs.Codec:
         codec = self._codec
         if codec is None:
-            codec = self._codec = codecs.make_codec(
-                self.return_annotation(), self.serializer, self.signing_key
-            )
+            try:
+                codec = codecs.make_codec(
+                    self.return_annotation(), self.serializer, self.signing_key
+                )
+            except TypeError as exc:
+                # Resolved at the first call (annotations may be forward references), when
+                # raising would reach the caller after the body ran: run uncached instead.
+                log.error("freshcache: %s is not cached: %s", self.qualname, exc)
+                codec = codecs.UnusableCodec(str(exc))
+            self._codec = codec
         return codec
 
     def return_annotation(self) -> Any:

@@ -12,7 +12,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from freshcache.entry import lease_matches
+
 _OVERHEAD = 64  # rough per-entry bookkeeping bytes, so tiny values still count
+_TOKEN_MARK = ":__gen__"  # token keys are "{namespace}:__gen__..." (see tokens.token_key)
 
 
 def glob_to_regex(pattern: str) -> re.Pattern[str]:
@@ -45,8 +48,59 @@ def glob_to_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out) + r"\Z", re.DOTALL)
 
 
+class _Table:
+    """One LRU map with TTLs, bounded by entries and bytes (call with the store's lock held)."""
+
+    def __init__(self, max_entries: int, max_bytes: int) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        # key -> (value, expires_at in clock seconds, or None for no expiry)
+        self.data: collections.OrderedDict[str, tuple[bytes, float | None]] = (
+            collections.OrderedDict()
+        )
+        self.bytes = 0
+        self.evictions = 0
+
+    def get(self, key: str, now: float) -> bytes | None:
+        item = self.data.get(key)
+        if item is None:
+            return None
+        value, expires = item
+        if expires is not None and expires <= now:
+            self.remove(key)
+            return None
+        self.data.move_to_end(key)
+        return value
+
+    def remove(self, key: str) -> bool:
+        item = self.data.pop(key, None)
+        if item is None:
+            return False
+        self.bytes -= len(key) + len(item[0]) + _OVERHEAD
+        return True
+
+    def put(self, key: str, value: bytes, ttl_ms: int | None, now: float) -> None:
+        self.remove(key)
+        expires = None if ttl_ms is None or ttl_ms < 0 else now + ttl_ms / 1000
+        self.data[key] = (value, expires)
+        self.bytes += len(key) + len(value) + _OVERHEAD
+        while len(self.data) > self.max_entries or self.bytes > self.max_bytes:
+            self.remove(next(iter(self.data)))
+            self.evictions += 1
+
+    def extend(self, key: str, ttl_ms: int, now: float) -> None:
+        value, expires = self.data[key]
+        if expires is not None and expires < now + ttl_ms / 1000:
+            self.data[key] = (value, now + ttl_ms / 1000)
+
+
 class MemoryStore:
-    """The synchronous store; ``AsyncMemoryBackend`` shares it without adding any waiting."""
+    """The synchronous store; ``AsyncMemoryBackend`` shares it without adding any waiting.
+
+    Generation tokens live in a table of their own with the same bounds, so the bound on
+    entries counts entries: with ``max_entries=3`` three entries fit, whatever their tokens.
+    Evicting a token is safe (a missing token means "invalid"), only wasteful.
+    """
 
     kind = "memory"
 
@@ -61,50 +115,23 @@ class MemoryStore:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self._clock = clock
-        # key -> (value, expires_at in clock seconds, or None for no expiry)
-        self._data: collections.OrderedDict[str, tuple[bytes, float | None]] = (
-            collections.OrderedDict()
-        )
-        self._bytes = 0
+        self._entries = _Table(max_entries, max_bytes)
+        self._tokens = _Table(max_entries, max_bytes)
         self._lock = threading.RLock()
-        self.evictions = 0
 
-    # -- internals (call with the lock held) -------------------------------------------------
+    def _table(self, key: str) -> _Table:
+        return self._tokens if _TOKEN_MARK in key else self._entries
 
-    def _get(self, key: str, now: float) -> bytes | None:
-        item = self._data.get(key)
-        if item is None:
-            return None
-        value, expires = item
-        if expires is not None and expires <= now:
-            self._remove(key)
-            return None
-        self._data.move_to_end(key)
-        return value
-
-    def _remove(self, key: str) -> bool:
-        item = self._data.pop(key, None)
-        if item is None:
-            return False
-        self._bytes -= len(key) + len(item[0]) + _OVERHEAD
-        return True
-
-    def _put(self, key: str, value: bytes, ttl_ms: int | None, now: float) -> None:
-        self._remove(key)
-        expires = None if ttl_ms is None or ttl_ms < 0 else now + ttl_ms / 1000
-        self._data[key] = (value, expires)
-        self._bytes += len(key) + len(value) + _OVERHEAD
-        while len(self._data) > self.max_entries or self._bytes > self.max_bytes:
-            oldest = next(iter(self._data))
-            self._remove(oldest)
-            self.evictions += 1
+    @property
+    def evictions(self) -> int:
+        return self._entries.evictions + self._tokens.evictions
 
     # -- the backend primitives ---------------------------------------------------------------
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         now = self._clock()
         with self._lock:
-            return [self._get(k, now) for k in keys]
+            return [self._table(k).get(k, now) for k in keys]
 
     def create_tokens(
         self, route: str, keys: Sequence[str], fresh: Sequence[bytes], ttl_ms: int
@@ -113,9 +140,10 @@ class MemoryStore:
         out: list[bytes] = []
         with self._lock:
             for key, candidate in zip(keys, fresh, strict=True):
-                current = self._get(key, now)
+                table = self._table(key)
+                current = table.get(key, now)
                 if current is None:
-                    self._put(key, candidate, ttl_ms, now)
+                    table.put(key, candidate, ttl_ms, now)
                     current = candidate
                 out.append(current)
         return out
@@ -131,71 +159,73 @@ class MemoryStore:
     ) -> bool:
         now = self._clock()
         with self._lock:
-            current = self._get(key, now)
-            if lease:
-                unchanged = current is not None and current.startswith(lease)
-            else:
-                unchanged = current is None  # the empty lease: the reader saw no entry
-            if not unchanged:
+            if not lease_matches(lease, self._table(key).get(key, now)):
                 return False
+            if any(self._table(k).get(k, now) is None for k in token_keys):
+                return False  # a token vanished: the value could never be valid
             for token_key in token_keys:
-                item = self._data.get(token_key)
-                if item is None or (item[1] is not None and item[1] <= now):
-                    return False  # a token vanished: the value could never be valid
-            for token_key in token_keys:
-                token, expires = self._data[token_key]
-                if expires is not None and expires < now + token_ttl_ms / 1000:
-                    self._data[token_key] = (token, now + token_ttl_ms / 1000)
-            self._put(key, value, ttl_ms, now)
+                self._table(token_key).extend(token_key, token_ttl_ms, now)
+            self._table(key).put(key, value, ttl_ms, now)
             return True
 
     def set(self, key: str, value: bytes, ttl_ms: int) -> None:
         now = self._clock()
         with self._lock:
-            self._put(key, value, ttl_ms, now)
+            self._table(key).put(key, value, ttl_ms, now)
 
     def bump(self, key: str, token: bytes, ttl_ms: int) -> None:
         self.set(key, token, ttl_ms)
 
     def delete(self, keys: Sequence[str]) -> int:
         with self._lock:
-            return sum(self._remove(k) for k in keys)
+            return sum(self._table(k).remove(k) for k in keys)
+
+    def _live_keys(self, now: float) -> list[str]:
+        return [
+            k
+            for table in (self._entries, self._tokens)
+            for k, (_, expires) in table.data.items()
+            if expires is None or expires > now
+        ]
 
     def delete_matching(self, match: str, keep_prefix: str) -> int:
         regex = glob_to_regex(match)
         with self._lock:
-            doomed = [k for k in self._data if regex.match(k) and not k.startswith(keep_prefix)]
+            doomed = [
+                k for k in self._live_keys(self._clock())
+                if regex.match(k) and not k.startswith(keep_prefix)
+            ]  # fmt: skip
             for key in doomed:
-                self._remove(key)
+                self._table(key).remove(key)
         return len(doomed)
 
     def acquire_lock(self, key: str, owner: bytes, ttl_ms: int) -> bool:
         now = self._clock()
         with self._lock:
-            if self._get(key, now) is not None:
+            if self._entries.get(key, now) is not None:
                 return False
-            self._put(key, owner, ttl_ms, now)
+            self._entries.put(key, owner, ttl_ms, now)
             return True
 
     def release_lock(self, key: str, owner: bytes) -> None:
         now = self._clock()
         with self._lock:
-            if self._get(key, now) == owner:
-                self._remove(key)
+            if self._entries.get(key, now) == owner:
+                self._entries.remove(key)
 
     def ttl_ms(self, key: str) -> int | None:
         now = self._clock()
         with self._lock:
-            if self._get(key, now) is None:
+            table = self._table(key)
+            if table.get(key, now) is None:
                 return None
-            expires = self._data[key][1]
+            expires = table.data[key][1]
             return -1 if expires is None else max(0, int((expires - now) * 1000))
 
     def scan(self, match: str, limit: int) -> list[str]:
         regex = glob_to_regex(match)
-        now = self._clock()
         with self._lock:
-            live = [k for k, (_, exp) in self._data.items() if exp is None or exp > now]
+            live = self._live_keys(self._clock())
         return [k for k in live if regex.match(k)][:limit]
 
     def ping(self) -> None:
@@ -206,8 +236,8 @@ class MemoryStore:
 
     @property
     def size(self) -> tuple[int, int]:
-        """``(entries, bytes)`` currently held."""
-        return len(self._data), self._bytes
+        """``(entries, bytes)`` currently held, tokens not counted."""
+        return len(self._entries.data), self._entries.bytes
 
 
 class AsyncMemoryBackend:

@@ -21,15 +21,16 @@ from redis.backoff import NoBackoff
 from freshcache.backends.base import BackendError
 
 # A store after a miss succeeds only if the entry is still what the reader saw (its lease:
-# the header of that entry, or "" for absent) and every token still exists; it also keeps
-# each token alive at least as long as the entries that reference it.
+# "" for no entry, else "=" and the header of that entry) and every token still exists; it
+# also keeps each token alive at least as long as the entries that reference it.
 STORE_IF_UNCHANGED = """
 local current = redis.call('GET', KEYS[1])
 local lease = ARGV[3]
 if lease == '' then
   if current then return 0 end
-elseif (not current) or string.sub(current, 1, #lease) ~= lease then
-  return 0
+else
+  local seen = string.sub(lease, 2)
+  if (not current) or string.sub(current, 1, #seen) ~= seen then return 0 end
 end
 local token_ttl = tonumber(ARGV[4])
 for i = 2, #KEYS do
@@ -77,12 +78,16 @@ def _tell(client: redis.Redis, *command: Any) -> Any:
     return client.execute_command(*command)  # type: ignore[no-untyped-call]
 
 
-def pool_options(timeout: float, max_connections: int, pool_timeout: float) -> dict[str, Any]:
+def pool_options(
+    timeout: float, max_connections: int, pool_timeout: float, connect_timeout: float | None = None
+) -> dict[str, Any]:
     return {
         "max_connections": max_connections,
         "timeout": pool_timeout,
         "socket_timeout": timeout,
-        "socket_connect_timeout": timeout,
+        # Opening a connection is rarer and slower than a command (a cold burst opens many at
+        # once): by default it gets at least half a second, commands keep the tight timeout.
+        "socket_connect_timeout": connect_timeout if connect_timeout else max(timeout, 0.5),
         "retry": None,
         "retry_on_error": [],
         "health_check_interval": 0,
@@ -127,9 +132,16 @@ class AsyncRedisBackend:
 
     kind = "redis"
 
-    def __init__(self, url: str, timeout: float, max_connections: int, pool_timeout: float) -> None:
+    def __init__(
+        self,
+        url: str,
+        timeout: float,
+        max_connections: int,
+        pool_timeout: float,
+        connect_timeout: float | None = None,
+    ) -> None:
         self.url = url
-        self._options = pool_options(timeout, max_connections, pool_timeout)
+        self._options = pool_options(timeout, max_connections, pool_timeout, connect_timeout)
         del self._options["timeout"]  # the pool-wait bound is _Slots' job here
         self._max_connections = max_connections
         self._pool_timeout = pool_timeout
