@@ -6,8 +6,8 @@ import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, status
-from freshcache.contrib.sqlalchemy import unit_of_work
 
+from freshcache.contrib.sqlalchemy import unit_of_work
 from myhibachi.api.state import AppState, get_state
 from myhibachi.models import BookingStatus
 from myhibachi.observability import note_read
