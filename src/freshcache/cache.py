@@ -11,20 +11,21 @@ make its value visible after it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import dataclasses
 import enum
+import functools
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
 import orjson
 
 from freshcache import entry as envelope
+from freshcache import flows
 from freshcache.backends import BackendError, ConnectionOptions, open_backends
 from freshcache.codecs import DecodeError, EncodeError
 from freshcache.keys import SEGMENT_SEPARATOR, WILDCARD
@@ -49,8 +50,6 @@ from freshcache.tokens import (
 T = TypeVar("T")
 log = logging.getLogger("freshcache")
 
-_MIN_TOKEN_TTL_MS = 24 * 3600 * 1000
-_MIN_TOMBSTONE_TTL_MS = 600 * 1000
 _NO_VALUE: Any = object()  # a miss; never None, which is a value like any other
 _TOKEN_END = envelope.TOKEN_END
 _HEADER_END = envelope.HEADER_END
@@ -125,13 +124,10 @@ _SCOPES: contextvars.ContextVar[tuple[_Scope, ...]] = contextvars.ContextVar(
 )
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Hit:
-    value: Any
-
-
 class Cache:
     """A cache on one backend URL and namespace. See ``Cache.from_url`` for the options."""
+
+    NO_VALUE: Any = _NO_VALUE
 
     def __init__(
         self,
@@ -307,7 +303,7 @@ class Cache:
 
     def _token_ttl_ms(self, ttl_ms: int) -> int:
         # A token must outlive every entry that references it.
-        return max(_MIN_TOKEN_TTL_MS, 2 * ttl_ms)
+        return max(flows.MIN_TOKEN_TTL_MS, 2 * ttl_ms)
 
     def _decode_valid(
         self, spec: FunctionSpec, raw: bytes, stamp: bytes, counters: Counters
@@ -339,7 +335,16 @@ class Cache:
         ttl_ms = self._ttl_ms(spec)
         return envelope.pack(stamp, int(elapsed * 1000), int(time.time() * 1000) + ttl_ms, payload)
 
-    def _refresh_due(self, spec: FunctionSpec, raw: bytes, stamp: bytes) -> bool:
+    def _refresh_due(
+        self, spec: FunctionSpec, values: list[bytes | None], stamp: bytes | None
+    ) -> bool:
+        """Should this caller recompute a valid entry early (XFetch)? Costs nothing unless the
+        function asked for early refresh."""
+        if not spec.early_refresh:
+            return False
+        raw = values[0]
+        assert raw is not None
+        assert stamp is not None
         try:
             delta_ms, expiry_ms, _ = envelope.timing_of(raw, len(stamp))
         except ValueError:
@@ -397,429 +402,159 @@ class Cache:
         ]
         return envelope.make_stamp(tokens)
 
-    # ================================================================== async read path
+    # ================================================================== drivers
+
+    # The hit path is written out for each driver: it is the one place where a generator's
+    # microsecond would show. Everything after a read that was not a plain hit is a flow.
 
     async def _call_async(
         self, spec: FunctionSpec, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        func = spec.func
         counters = self._counters(spec)
         if (
             self.pending or self.breaker.state is not BreakerState.CLOSED
-        ) and not await self._recover_async():
+        ) and not await self._drive_async(flows.recover(self)):
             counters.bypasses[self._bypass_reason()] += 1
-            return await func(*args, **kwargs)
+            return await spec.func(*args, **kwargs)
         loc = spec.locate(self.namespace, args, kwargs)
         if self.strategy is Strategy.SCAN:
-            return await self._naive_call_async(spec, loc, args, kwargs, counters)
-        backend = self._backends.async_backend
-        started = time.perf_counter()
-        try:
-            values = await backend.get_many(loc.fetch)
-        except BackendError as exc:
-            self._failed(exc, counters)
-            return await func(*args, **kwargs)
-        if self._last_error is not None or self.breaker.state is not BreakerState.CLOSED:
-            self._succeeded()
-        value, stamp = self._judge(spec, values, counters)
-        if value is not _NO_VALUE:
-            assert stamp is not None  # a hit has a stamp and an entry
-            assert values[0] is not None
-            if (
-                spec.early_refresh
-                and self._refresh_due(spec, values[0], stamp)
-                and not self._async_flights.in_flight(
-                    (loc.key, stamp, envelope.lease_of(values[0]))
-                )
-            ):
-                counters.early_refreshes += 1
-                lease = envelope.lease_of(values[0])
-                return await self._flight_async(spec, loc, stamp, lease, args, kwargs, counters)
-            counters.hits += 1
-            counters.observe(time.perf_counter() - started)
-            return value
-        if stamp is None:
-            missing, fresh = self._fresh_tokens(loc, values)
-            try:
-                # One creation per process for callers that found the same tokens missing.
-                created = await self._async_token_flights.run(
-                    (loc.key, *missing),
-                    lambda: backend.create_tokens(loc.key, missing, fresh, _MIN_TOKEN_TTL_MS),
-                )
-            except BackendError as exc:
-                self._failed(exc, counters)
-                return await func(*args, **kwargs)
-            stamp = self._merge_tokens(loc, values, missing, created)
-        result = await self._flight_async(
-            spec, loc, stamp, envelope.lease_of(values[0]), args, kwargs, counters
-        )
-        counters.observe(time.perf_counter() - started)
-        return result
-
-    async def _flight_async(
-        self,
-        spec: FunctionSpec,
-        loc: Located,
-        stamp: bytes,
-        lease: bytes,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        counters: Counters,
-    ) -> Any:
-        def fill() -> Awaitable[Any]:
-            if spec.lock:
-                return self._fill_locked_async(spec, loc, stamp, lease, args, kwargs, counters)
-            return self._fill_async(spec, loc, stamp, lease, args, kwargs, counters)
-
-        if not spec.single_flight:
-            return await fill()
-        # Keyed by the tokens and the lease too: a read that began after an invalidation (a new
-        # token, or a tombstone at the entry) never joins a computation that began before it.
-        return await self._async_flights.run((loc.key, stamp, lease), fill)
-
-    async def _fill_async(
-        self,
-        spec: FunctionSpec,
-        loc: Located,
-        stamp: bytes,
-        lease: bytes,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        counters: Counters,
-    ) -> Any:
-        started = time.perf_counter()
-        value = await spec.func(*args, **kwargs)
-        entry = self._encode_entry(spec, value, stamp, time.perf_counter() - started, counters)
-        if entry is None:
-            return value
-        ttl_ms = self._ttl_ms(spec)
-        try:
-            stored = await self._backends.async_backend.store_if_unchanged(
-                loc.key, entry, ttl_ms, lease, loc.token_keys, self._token_ttl_ms(ttl_ms)
+            return await self._drive_async(
+                flows.naive(self, spec, loc, counters), spec, args, kwargs
             )
-        except BackendError as exc:
-            self._failed(exc, counters)
-            return value
-        if stored:
-            counters.sets += 1
-        else:
-            counters.bypasses["lease_lost"] += 1  # invalidated while computing: not stored
-        return value
-
-    async def _fill_locked_async(
-        self,
-        spec: FunctionSpec,
-        loc: Located,
-        stamp: bytes,
-        lease: bytes,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        counters: Counters,
-    ) -> Any:
-        backend = self._backends.async_backend
-        lock_key = self._lock_key(loc, stamp)
-        owner = new_token()
-        try:
-            acquired = await backend.acquire_lock(lock_key, owner, spec.lock_timeout_ms)
-        except BackendError as exc:
-            self._failed(exc, counters)
-            return await self._fill_async(spec, loc, stamp, lease, args, kwargs, counters)
-        if acquired:
-            try:
-                # Look again now that we hold the lock: the previous holder may have stored
-                # the value between our read and our acquiring the lock.
-                hit = await self._reread_async(spec, loc, stamp, counters)
-                if isinstance(hit, _Hit):
-                    return hit.value
-                return await self._fill_async(spec, loc, stamp, hit, args, kwargs, counters)
-            finally:
-                with contextlib.suppress(BackendError):  # else it expires after lock_timeout
-                    await backend.release_lock(lock_key, owner)
-        counters.lock_waits += 1
-        deadline = time.monotonic() + spec.lock_timeout_ms / 1000
-        delay = 0.004
-        while (remaining := deadline - time.monotonic()) > 0:
-            # Exponential backoff, not a polling storm: a handful of reads per waiter.
-            await asyncio.sleep(min(delay, remaining))
-            delay = min(delay * 2, 0.2)
-            hit = await self._reread_async(spec, loc, stamp, counters)
-            if isinstance(hit, _Hit):
-                return hit.value
-            lease = hit
-        # The holder died or is too slow: compute ourselves rather than wait forever.
-        return await self._fill_async(spec, loc, stamp, lease, args, kwargs, counters)
-
-    async def _reread_async(
-        self, spec: FunctionSpec, loc: Located, stamp: bytes, counters: Counters
-    ) -> _Hit | bytes:
-        """A hit for ``stamp``, or the lease to store under."""
+        started = time.perf_counter()
         try:
             values = await self._backends.async_backend.get_many(loc.fetch)
         except BackendError as exc:
             self._failed(exc, counters)
-            return envelope.ABSENT_LEASE
-        raw = values[0]
-        if raw is not None and raw.startswith(stamp):
-            value = self._decode_valid(spec, raw, stamp, counters)
-            if value is not _NO_VALUE:
-                return _Hit(value)
-        return envelope.lease_of(raw)
-
-    async def _naive_call_async(
-        self,
-        spec: FunctionSpec,
-        loc: Located,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        counters: Counters,
-    ) -> Any:
-        backend = self._backends.async_backend
-        try:
-            (raw,) = await backend.get_many([loc.key])
-        except BackendError as exc:
-            self._failed(exc, counters)
             return await spec.func(*args, **kwargs)
-        if raw is not None:
-            value = self._decode_valid(spec, raw, b"", counters)
-            if value is not _NO_VALUE:
-                counters.hits += 1
-                return value
-        counters.misses += 1
-        started = time.perf_counter()
-        value = await spec.func(*args, **kwargs)
-        entry = self._encode_entry(spec, value, b"", time.perf_counter() - started, counters)
-        if entry is not None:
-            try:
-                await backend.set(loc.key, entry, self._ttl_ms(spec))
-                counters.sets += 1
-            except BackendError as exc:
-                self._failed(exc, counters)
-        return value
-
-    # ================================================================== sync read path
-
-    def _call_sync(self, spec: FunctionSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        func = spec.func
-        counters = self._counters(spec)
-        if (
-            self.pending or self.breaker.state is not BreakerState.CLOSED
-        ) and not self._recover_sync():
-            counters.bypasses[self._bypass_reason()] += 1
-            return func(*args, **kwargs)
-        loc = spec.locate(self.namespace, args, kwargs)
-        if self.strategy is Strategy.SCAN:
-            return self._naive_call_sync(spec, loc, args, kwargs, counters)
-        backend = self._backends.sync_backend
-        started = time.perf_counter()
-        try:
-            values = backend.get_many(loc.fetch)
-        except BackendError as exc:
-            self._failed(exc, counters)
-            return func(*args, **kwargs)
         if self._last_error is not None or self.breaker.state is not BreakerState.CLOSED:
             self._succeeded()
         value, stamp = self._judge(spec, values, counters)
-        if value is not _NO_VALUE:
-            assert stamp is not None  # a hit has a stamp and an entry
-            assert values[0] is not None
-            if spec.early_refresh and self._refresh_due(spec, values[0], stamp):
-                counters.early_refreshes += 1
-                lease = envelope.lease_of(values[0])
-                return self._flight_sync(spec, loc, stamp, lease, args, kwargs, counters)
+        if value is not _NO_VALUE and not (
+            spec.early_refresh and self._refresh_due(spec, values, stamp)
+        ):
             counters.hits += 1
             counters.observe(time.perf_counter() - started)
             return value
-        if stamp is None:
-            missing, fresh = self._fresh_tokens(loc, values)
-            try:
-                created = self._sync_token_flights.run(
-                    (loc.key, *missing),
-                    lambda: backend.create_tokens(loc.key, missing, fresh, _MIN_TOKEN_TTL_MS),
-                )
-            except BackendError as exc:
-                self._failed(exc, counters)
-                return func(*args, **kwargs)
-            stamp = self._merge_tokens(loc, values, missing, created)
-        result = self._flight_sync(
-            spec, loc, stamp, envelope.lease_of(values[0]), args, kwargs, counters
-        )
+        flow = flows.after_read(self, spec, loc, values, value, stamp, counters)
+        result = await self._drive_async(flow, spec, args, kwargs)
         counters.observe(time.perf_counter() - started)
         return result
 
-    def _flight_sync(
-        self,
-        spec: FunctionSpec,
-        loc: Located,
-        stamp: bytes,
-        lease: bytes,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        counters: Counters,
-    ) -> Any:
-        def fill() -> Any:
-            if spec.lock:
-                return self._fill_locked_sync(spec, loc, stamp, lease, args, kwargs, counters)
-            return self._fill_sync(spec, loc, stamp, lease, args, kwargs, counters)
-
-        if not spec.single_flight:
-            return fill()
-        return self._sync_flights.run((loc.key, stamp, lease), fill)
-
-    def _fill_sync(
-        self,
-        spec: FunctionSpec,
-        loc: Located,
-        stamp: bytes,
-        lease: bytes,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        counters: Counters,
-    ) -> Any:
+    def _call_sync(self, spec: FunctionSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        counters = self._counters(spec)
+        if (self.pending or self.breaker.state is not BreakerState.CLOSED) and not self._drive_sync(
+            flows.recover(self)
+        ):
+            counters.bypasses[self._bypass_reason()] += 1
+            return spec.func(*args, **kwargs)
+        loc = spec.locate(self.namespace, args, kwargs)
+        if self.strategy is Strategy.SCAN:
+            return self._drive_sync(flows.naive(self, spec, loc, counters), spec, args, kwargs)
         started = time.perf_counter()
-        value = spec.func(*args, **kwargs)
-        entry = self._encode_entry(spec, value, stamp, time.perf_counter() - started, counters)
-        if entry is None:
-            return value
-        ttl_ms = self._ttl_ms(spec)
-        try:
-            stored = self._backends.sync_backend.store_if_unchanged(
-                loc.key, entry, ttl_ms, lease, loc.token_keys, self._token_ttl_ms(ttl_ms)
-            )
-        except BackendError as exc:
-            self._failed(exc, counters)
-            return value
-        if stored:
-            counters.sets += 1
-        else:
-            counters.bypasses["lease_lost"] += 1
-        return value
-
-    def _fill_locked_sync(
-        self,
-        spec: FunctionSpec,
-        loc: Located,
-        stamp: bytes,
-        lease: bytes,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        counters: Counters,
-    ) -> Any:
-        backend = self._backends.sync_backend
-        lock_key = self._lock_key(loc, stamp)
-        owner = new_token()
-        try:
-            acquired = backend.acquire_lock(lock_key, owner, spec.lock_timeout_ms)
-        except BackendError as exc:
-            self._failed(exc, counters)
-            return self._fill_sync(spec, loc, stamp, lease, args, kwargs, counters)
-        if acquired:
-            try:
-                hit = self._reread_sync(spec, loc, stamp, counters)  # look again, as above
-                if isinstance(hit, _Hit):
-                    return hit.value
-                return self._fill_sync(spec, loc, stamp, hit, args, kwargs, counters)
-            finally:
-                with contextlib.suppress(BackendError):
-                    backend.release_lock(lock_key, owner)
-        counters.lock_waits += 1
-        deadline = time.monotonic() + spec.lock_timeout_ms / 1000
-        delay = 0.004
-        while (remaining := deadline - time.monotonic()) > 0:
-            time.sleep(min(delay, remaining))
-            delay = min(delay * 2, 0.2)
-            hit = self._reread_sync(spec, loc, stamp, counters)
-            if isinstance(hit, _Hit):
-                return hit.value
-            lease = hit
-        return self._fill_sync(spec, loc, stamp, lease, args, kwargs, counters)
-
-    def _reread_sync(
-        self, spec: FunctionSpec, loc: Located, stamp: bytes, counters: Counters
-    ) -> _Hit | bytes:
         try:
             values = self._backends.sync_backend.get_many(loc.fetch)
         except BackendError as exc:
             self._failed(exc, counters)
-            return envelope.ABSENT_LEASE
-        raw = values[0]
-        if raw is not None and raw.startswith(stamp):
-            value = self._decode_valid(spec, raw, stamp, counters)
-            if value is not _NO_VALUE:
-                return _Hit(value)
-        return envelope.lease_of(raw)
-
-    def _naive_call_sync(
-        self,
-        spec: FunctionSpec,
-        loc: Located,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        counters: Counters,
-    ) -> Any:
-        backend = self._backends.sync_backend
-        try:
-            (raw,) = backend.get_many([loc.key])
-        except BackendError as exc:
-            self._failed(exc, counters)
             return spec.func(*args, **kwargs)
-        if raw is not None:
-            value = self._decode_valid(spec, raw, b"", counters)
-            if value is not _NO_VALUE:
-                counters.hits += 1
-                return value
-        counters.misses += 1
-        started = time.perf_counter()
-        value = spec.func(*args, **kwargs)
-        entry = self._encode_entry(spec, value, b"", time.perf_counter() - started, counters)
-        if entry is not None:
+        if self._last_error is not None or self.breaker.state is not BreakerState.CLOSED:
+            self._succeeded()
+        value, stamp = self._judge(spec, values, counters)
+        if value is not _NO_VALUE and not (
+            spec.early_refresh and self._refresh_due(spec, values, stamp)
+        ):
+            counters.hits += 1
+            counters.observe(time.perf_counter() - started)
+            return value
+        flow = flows.after_read(self, spec, loc, values, value, stamp, counters)
+        result = self._drive_sync(flow, spec, args, kwargs)
+        counters.observe(time.perf_counter() - started)
+        return result
+
+    async def _drive_async(
+        self,
+        flow: flows.Flow[T],
+        spec: FunctionSpec | None = None,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> T:
+        """Run a flow for an async caller: each operation awaited, failures thrown back in."""
+        backend = self._backends.async_backend
+        reply: Any = None
+        error: BaseException | None = None
+        while True:
             try:
-                backend.set(loc.key, entry, self._ttl_ms(spec))
-                counters.sets += 1
-            except BackendError as exc:
-                self._failed(exc, counters)
-        return value
+                op = flow.throw(error) if error is not None else flow.send(reply)
+            except StopIteration as stop:
+                result: T = stop.value
+                return result
+            reply, error = None, None
+            try:
+                if isinstance(op, flows.Call):
+                    reply = await getattr(backend, op.method)(*op.args)
+                elif isinstance(op, flows.Compute):
+                    assert spec is not None
+                    reply = await spec.func(*args, **(kwargs or {}))
+                elif isinstance(op, flows.Shared):
+                    pool = self._async_flights if op.pool == "value" else self._async_token_flights
+                    # A joiner's flow is created but never started: that costs nothing.
+                    shared = functools.partial(self._drive_async, op.make(), spec, args, kwargs)
+                    reply = await pool.run(op.key, shared)
+                elif isinstance(op, flows.Sleep):
+                    await asyncio.sleep(op.seconds)
+                else:
+                    reply = self._async_flights.in_flight(op.key)
+            except BaseException as exc:  # the flow decides; what it does not catch rises
+                error = exc
+
+    def _drive_sync(
+        self,
+        flow: flows.Flow[T],
+        spec: FunctionSpec | None = None,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> T:
+        """Run a flow for a sync caller."""
+        backend = self._backends.sync_backend
+        reply: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                op = flow.throw(error) if error is not None else flow.send(reply)
+            except StopIteration as stop:
+                result: T = stop.value
+                return result
+            reply, error = None, None
+            try:
+                if isinstance(op, flows.Call):
+                    reply = getattr(backend, op.method)(*op.args)
+                elif isinstance(op, flows.Compute):
+                    assert spec is not None
+                    reply = spec.func(*args, **(kwargs or {}))
+                elif isinstance(op, flows.Shared):
+                    pool = self._sync_flights if op.pool == "value" else self._sync_token_flights
+                    shared_sync = functools.partial(self._drive_sync, op.make(), spec, args, kwargs)
+                    reply = pool.run(op.key, shared_sync)
+                elif isinstance(op, flows.Sleep):
+                    time.sleep(op.seconds)
+                else:
+                    reply = self._sync_flights.in_flight(op.key)
+            except BaseException as exc:
+                error = exc
 
     # ================================================================== warming
 
     async def _warm_async(
         self, spec: FunctionSpec, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        """Recompute one entry and store it, whatever is cached now."""
-        counters = self._counters(spec)
         loc = spec.locate(self.namespace, args, kwargs)
-        backend = self._backends.async_backend
-        try:
-            values = await backend.get_many(loc.fetch)
-            missing, fresh = self._fresh_tokens(loc, values)
-            created = (
-                await backend.create_tokens(loc.key, missing, fresh, _MIN_TOKEN_TTL_MS)
-                if missing
-                else []
-            )
-        except BackendError as exc:
-            self._failed(exc, counters)
-            return await spec.func(*args, **kwargs)
-        stamp = self._merge_tokens(loc, values, missing, created)
-        return await self._fill_async(
-            spec, loc, stamp, envelope.lease_of(values[0]), args, kwargs, counters
-        )
+        flow = flows.warm(self, spec, loc, self._counters(spec))
+        return await self._drive_async(flow, spec, args, kwargs)
 
     def _warm_sync(self, spec: FunctionSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        counters = self._counters(spec)
         loc = spec.locate(self.namespace, args, kwargs)
-        backend = self._backends.sync_backend
-        try:
-            values = backend.get_many(loc.fetch)
-            missing, fresh = self._fresh_tokens(loc, values)
-            created = (
-                backend.create_tokens(loc.key, missing, fresh, _MIN_TOKEN_TTL_MS) if missing else []
-            )
-        except BackendError as exc:
-            self._failed(exc, counters)
-            return spec.func(*args, **kwargs)
-        stamp = self._merge_tokens(loc, values, missing, created)
-        return self._fill_sync(
-            spec, loc, stamp, envelope.lease_of(values[0]), args, kwargs, counters
+        return self._drive_sync(
+            flows.warm(self, spec, loc, self._counters(spec)), spec, args, kwargs
         )
 
     # ================================================================== invalidation
@@ -912,124 +647,17 @@ class Cache:
             return PatternPlan(pattern, PatternKind.SCAN, ())
         return plan
 
-    def _record(self, pattern: str, label: str | None, applied: bool) -> None:
-        kind = self._plan(pattern).kind.value
+    def _record(
+        self, pattern: str, label: str | None, applied: bool, kind: str | None = None
+    ) -> None:
+        kind = kind or self._plan(pattern).kind.value
         self.metrics.record_invalidation(self._labels(pattern, label), pattern, kind, applied)
 
-    async def _apply_async(self, pattern: str) -> None:
-        plan = self._plan(pattern)
-        backend = self._backends.async_backend
-        if plan.kind is PatternKind.GENERATION:
-            await backend.bump(
-                token_key(self.namespace, plan.segments), new_token(), _MIN_TOKEN_TTL_MS
-            )
-        elif plan.kind is PatternKind.ENTRY:
-            key = f"{self.namespace}:{pattern}"
-            if self.strategy is Strategy.SCAN:
-                await backend.delete([key])
-            else:
-                await backend.set(key, envelope.tombstone(new_token()), _MIN_TOMBSTONE_TTL_MS)
-        else:
-            await backend.delete_matching(f"{self.namespace}:{pattern}", self._reserved_prefix)
-
-    def _apply_sync(self, pattern: str) -> None:
-        plan = self._plan(pattern)
-        backend = self._backends.sync_backend
-        if plan.kind is PatternKind.GENERATION:
-            backend.bump(token_key(self.namespace, plan.segments), new_token(), _MIN_TOKEN_TTL_MS)
-        elif plan.kind is PatternKind.ENTRY:
-            key = f"{self.namespace}:{pattern}"
-            if self.strategy is Strategy.SCAN:
-                backend.delete([key])
-            else:
-                backend.set(key, envelope.tombstone(new_token()), _MIN_TOMBSTONE_TTL_MS)
-        else:
-            backend.delete_matching(f"{self.namespace}:{pattern}", self._reserved_prefix)
-
     async def _invalidate_now_async(self, prepared: list[tuple[str, str | None]]) -> None:
-        for pattern, label in prepared:
-            # Order matters: anything kept from before must be applied before this one.
-            if not await self._recover_async():
-                self.pending.add(pattern)
-                self._record(pattern, label, applied=False)
-                continue
-            try:
-                await self._apply_async(pattern)
-            except BackendError as exc:
-                self._failed(exc)
-                self.pending.add(pattern)
-                self._record(pattern, label, applied=False)
-            else:
-                self._succeeded()
-                self._record(pattern, label, applied=True)
+        await self._drive_async(flows.invalidate_now(self, prepared))
 
     def _invalidate_now_sync(self, prepared: list[tuple[str, str | None]]) -> None:
-        for pattern, label in prepared:
-            if not self._recover_sync():
-                self.pending.add(pattern)
-                self._record(pattern, label, applied=False)
-                continue
-            try:
-                self._apply_sync(pattern)
-            except BackendError as exc:
-                self._failed(exc)
-                self.pending.add(pattern)
-                self._record(pattern, label, applied=False)
-            else:
-                self._succeeded()
-                self._record(pattern, label, applied=True)
-
-    # ================================================================== recovery
-
-    async def _recover_async(self) -> bool:
-        """True when the cache may be used again: breaker lets a call through and every kept
-        invalidation has been replayed, in order."""
-        if not self.breaker.allow():
-            return False
-        if not self.pending:
-            return True
-        if self._replaying:
-            return False  # another caller is replaying; bypass until it is done
-        self._replaying = True
-        try:
-            batch = self.pending.snapshot()
-            for pattern, _sequence in batch:
-                await self._apply_async(pattern)
-        except BackendError as exc:
-            self._failed(exc)
-            return False
-        finally:
-            self._replaying = False
-        self.pending.discard_applied(batch)
-        self._succeeded()
-        self._record_replayed(batch)
-        return not self.pending
-
-    def _recover_sync(self) -> bool:
-        if not self.breaker.allow():
-            return False
-        if not self.pending:
-            return True
-        if self._replaying:
-            return False
-        self._replaying = True
-        try:
-            batch = self.pending.snapshot()
-            for pattern, _sequence in batch:
-                self._apply_sync(pattern)
-        except BackendError as exc:
-            self._failed(exc)
-            return False
-        finally:
-            self._replaying = False
-        self.pending.discard_applied(batch)
-        self._succeeded()
-        self._record_replayed(batch)
-        return not self.pending
-
-    def _record_replayed(self, batch: list[tuple[str, int]]) -> None:
-        for pattern, _sequence in batch:
-            self.metrics.record_invalidation(self._labels(pattern, None), pattern, "replayed", True)
+        self._drive_sync(flows.invalidate_now(self, prepared))
 
     # ================================================================== tooling
 

@@ -76,6 +76,9 @@ class SyncSingleFlight:
         self._lock = threading.Lock()
         self.deduplicated = 0
 
+    def in_flight(self, key: Hashable) -> bool:
+        return key in self._flights
+
     def run(self, key: Hashable, compute: Callable[[], T]) -> T:
         with self._lock:
             flight = self._flights.get(key)
