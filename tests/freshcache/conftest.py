@@ -19,7 +19,7 @@ from freshcache import Cache
 BACKENDS: dict[str, str] = {
     "memory": "memory://",
     "redis": "fixture:redis_url",
-    # "cluster": "fixture:redis_cluster_url",
+    "cluster": "fixture:redis_cluster_url",
 }
 
 #: The behaviour tests check logic, not latency: a generous per-call timeout keeps a loaded CI

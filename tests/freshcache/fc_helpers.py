@@ -17,11 +17,11 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 import redis.asyncio
 
 from freshcache import Cache
+from freshcache.backends.cluster import ShardLayout, parse_cluster_url
 from freshcache.backends.memory import MemoryStore
 
 
@@ -33,6 +33,7 @@ class Raw:
         self.namespace = cache.namespace
         self._store: MemoryStore | None = None
         self._client: Any = None
+        self._layout: ShardLayout | None = None
         url = cache.url
         if url.startswith("memory://"):
             # The memory backend has no second door: its store is the raw view.
@@ -40,9 +41,12 @@ class Raw:
             assert isinstance(store, MemoryStore)
             self._store = store
         elif "+cluster://" in url:
-            first = urlsplit(url.replace("+cluster", "", 1)).netloc.split(",")[0]
-            host, port = first.rsplit(":", 1)
+            # Stored as "{fc:XXXX}" + key, in the shard of the entry it is read with; a token
+            # has a copy in every shard that reads it (docs/cluster.md).
+            settings = parse_cluster_url(url)
+            host, port = settings.seeds[0].rsplit(":", 1)
             self._client = redis.asyncio.RedisCluster(host=host, port=int(port))
+            self._layout = ShardLayout(settings.shards)
         else:
             self._client = redis.asyncio.Redis.from_url(url)
 
@@ -50,39 +54,58 @@ class Raw:
     def is_memory(self) -> bool:
         return self._store is not None
 
+    def _stored(self, key: str) -> list[str]:
+        """Where ``key`` may be stored: itself, or in a cluster its own shard, then every shard."""
+        if self._layout is None:
+            return [key]
+        return [self._layout.physical(key), *self._layout.copies(key)]
+
     async def get(self, key: str) -> bytes | None:
+        """The value (in a cluster: of the key's own shard, else the first copy there is)."""
         if self._store is not None:
             return self._store.get_many([key])[0]
-        value: bytes | None = await self._client.get(key)
-        return value
+        for name in self._stored(key):
+            value: bytes | None = await self._client.get(name)
+            if value is not None:
+                return value
+        return None
 
     async def set(self, key: str, value: bytes, ttl_ms: int = 60_000) -> None:
         if self._store is not None:
             self._store.set(key, value, ttl_ms)
         else:
-            await self._client.set(key, value, px=ttl_ms)
+            await self._client.set(self._stored(key)[0], value, px=ttl_ms)
 
     async def delete(self, *keys: str) -> None:
+        """Delete keys (in a cluster: every copy, as an eviction or a flush would)."""
         if not keys:
             return
         if self._store is not None:
             self._store.delete(keys)
         else:
             for key in keys:  # one by one: in a cluster they live in different slots
-                await self._client.delete(key)
+                for name in dict.fromkeys(self._stored(key)):
+                    await self._client.delete(name)
 
     async def pttl(self, key: str) -> int | None:
-        """Milliseconds left; None if absent, -1 if it never expires."""
+        """Milliseconds left; None if absent, -1 if it never expires. In a cluster, of the
+        longest-lived copy: a long entry extends the copy of the shard it is read from."""
         if self._store is not None:
             return self._store.ttl_ms(key)
-        ttl = int(await self._client.pttl(key))
-        return None if ttl == -2 else ttl
+        ttls = [int(await self._client.pttl(name)) for name in dict.fromkeys(self._stored(key))]
+        present = [ttl for ttl in ttls if ttl != -2]
+        if not present:
+            return None
+        return -1 if -1 in present else max(present)
 
     async def keys(self, match: str) -> list[str]:
         """Keys of this namespace matching ``match`` (relative to the namespace)."""
         full = f"{self.namespace}:{match}"
         if self._store is not None:
             return sorted(self._store.scan(full, 1_000_000))
+        if self._layout is not None:
+            found = self._client.scan_iter(match=self._layout.match(full), count=1000)
+            return sorted({self._layout.logical(k.decode()) async for k in found})
         return sorted([k.decode() async for k in self._client.scan_iter(match=full, count=1000)])
 
     async def token_keys(self) -> list[str]:
@@ -93,8 +116,11 @@ class Raw:
         """Delete every key of this namespace (never FLUSHDB: the server may be shared)."""
         if self._client is None:
             return
-        keys = [k async for k in self._client.scan_iter(match=f"{self.namespace}:*", count=1000)]
-        keys += [k async for k in self._client.scan_iter(match=self.namespace, count=10)]
+        prefix = self._layout.match("") if self._layout is not None else ""
+        keys = [
+            k async for k in self._client.scan_iter(match=f"{prefix}{self.namespace}:*", count=1000)
+        ]
+        keys += [k async for k in self._client.scan_iter(match=prefix + self.namespace, count=10)]
         for key in keys:
             await self._client.delete(key)
 

@@ -39,6 +39,11 @@ class BackendSet:
         self._async: AsyncBackend | None = None
         self._sync: SyncBackend | None = None
         self._lock = threading.Lock()
+        if self.kind == "cluster":
+            import importlib
+
+            # Check the URL now, so a bad one fails at configure time, not on the first call.
+            importlib.import_module("freshcache.backends.cluster").parse_cluster_url(url)
         if self.kind == "memory":
             from freshcache.backends.memory import AsyncMemoryBackend, MemoryStore
 

@@ -375,3 +375,5 @@ class SyncRedisBackend:
 
     def close(self) -> None:
         self.client.close()
+        # A client given its pool does not close it: disconnect, or the sockets leak.
+        self.client.connection_pool.disconnect()
