@@ -9,6 +9,7 @@ latency. Errors leave this module only as ``BackendError``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -127,6 +128,48 @@ class _Slots:
             raise _classify(exc) from exc  # only BackendError leaves this module
 
 
+class _ReadLane:
+    """Connections for the hit path's one MGET, kept outside redis-py's pool.
+
+    redis-py 8's asyncio pool takes a lock, records observability counters and probes the
+    socket (``can_read``) on every checkout and release; on the hit path that is most of the
+    client-side cost. These are redis-py connections (same options, same hiredis parser, same
+    socket timeout), pooled as a plain LIFO list: in one event loop a ``pop`` and an ``append``
+    cannot interleave. A connection whose command failed in any way (timeout, cancellation,
+    error) is closed, never reused, so an idle one never holds a stray reply. The lane is
+    bounded by the same ``_Slots`` as everything else.
+    """
+
+    __slots__ = ("_idle", "_pool")
+
+    def __init__(self, pool: redis.asyncio.ConnectionPool) -> None:
+        self._pool = pool
+        self._idle: list[Any] = []
+
+    async def mget(self, keys: Sequence[str]) -> list[bytes | None]:
+        idle = self._idle
+        if idle:
+            connection = idle.pop()
+        else:
+            connection = self._pool.make_connection()  # type: ignore[no-untyped-call]
+            await connection.connect()
+        try:
+            await connection.send_packed_command(connection.pack_command("MGET", *keys), False)
+            reply: list[bytes | None] = await connection.read_response()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await connection.disconnect(nowait=True)
+            raise
+        idle.append(connection)
+        return reply
+
+    async def aclose(self) -> None:
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            with contextlib.suppress(Exception):
+                await connection.disconnect()
+
+
 class AsyncRedisBackend:
     """The asyncio backend. A client belongs to one event loop; a new loop gets a new client."""
 
@@ -148,6 +191,7 @@ class AsyncRedisBackend:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: redis.asyncio.Redis | None = None
         self._slots = _Slots(max_connections, pool_timeout)
+        self._lane: _ReadLane | None = None
         self._store: Any = None
         self._release: Any = None
 
@@ -160,6 +204,7 @@ class AsyncRedisBackend:
         client = redis.asyncio.Redis.from_pool(pool)
         self._client, self._loop = client, loop
         self._slots = _Slots(self._max_connections, self._pool_timeout)
+        self._lane = _ReadLane(pool)
         self._store = client.register_script(STORE_IF_UNCHANGED)
         self._release = client.register_script(RELEASE_LOCK)
         return client
@@ -170,11 +215,12 @@ class AsyncRedisBackend:
         return self._connect()
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
-        client = self._client if self._loop is asyncio.get_running_loop() else self._connect()
-        assert client is not None
+        if self._loop is not asyncio.get_running_loop():
+            self._connect()
+        lane = self._lane
+        assert lane is not None
         async with self._slots:
-            result: list[bytes | None] = await _ask(client, "MGET", *keys)
-        return result
+            return await lane.mget(keys)
 
     async def create_tokens(
         self, route: str, keys: Sequence[str], fresh: Sequence[bytes], ttl_ms: int
@@ -267,6 +313,9 @@ class AsyncRedisBackend:
 
     async def aclose(self) -> None:
         client, self._client, self._loop = self._client, None, None
+        lane, self._lane = self._lane, None
+        if lane is not None:
+            await lane.aclose()
         if client is not None:
             async with self._slots:
                 await client.aclose()
