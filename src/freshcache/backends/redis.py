@@ -9,7 +9,9 @@ latency. Errors leave this module only as ``BackendError``.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -321,6 +323,47 @@ class AsyncRedisBackend:
                 await client.aclose()
 
 
+class _SyncReadLane:
+    """``_ReadLane`` for threads: a deque of redis-py connections (``pop``/``append`` are
+    atomic), bounded by a semaphore that waits up to ``pool_timeout`` for a free slot."""
+
+    __slots__ = ("_idle", "_pool", "_slots", "_wait")
+
+    def __init__(self, pool: redis.ConnectionPool, size: int, wait: float) -> None:
+        self._pool = pool
+        self._idle: collections.deque[Any] = collections.deque()
+        self._slots = threading.BoundedSemaphore(size)
+        self._wait = wait
+
+    def mget(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not self._slots.acquire(timeout=self._wait):
+            raise BackendError(
+                "timeout", f"no free connection within {self._wait}s (max_connections reached)"
+            )
+        try:
+            try:
+                connection = self._idle.pop()
+            except IndexError:
+                connection = self._pool.make_connection()
+                connection.connect()  # type: ignore[no-untyped-call]
+            try:
+                connection.send_packed_command(connection.pack_command("MGET", *keys), False)
+                reply: list[bytes | None] = connection.read_response()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    connection.disconnect()
+                raise
+            self._idle.append(connection)
+            return reply
+        finally:
+            self._slots.release()
+
+    def close(self) -> None:
+        while self._idle:
+            with contextlib.suppress(Exception):
+                self._idle.pop().disconnect()
+
+
 class SyncRedisBackend:
     """The synchronous backend (thread-safe: redis-py's pool hands each thread a connection)."""
 
@@ -333,15 +376,15 @@ class SyncRedisBackend:
         )
         pool.connection_kwargs["retry"] = redis.retry.Retry(NoBackoff(), 0)
         self.client = redis.Redis(connection_pool=pool)
+        self._lane = _SyncReadLane(pool, max_connections, pool_timeout)
         self._store = self.client.register_script(STORE_IF_UNCHANGED)
         self._release = self.client.register_script(RELEASE_LOCK)
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         try:
-            result: list[bytes | None] = _tell(self.client, "MGET", *keys)
+            return self._lane.mget(keys)
         except _ERRORS as exc:
             raise _classify(exc) from exc
-        return result
 
     def create_tokens(
         self, route: str, keys: Sequence[str], fresh: Sequence[bytes], ttl_ms: int
@@ -423,6 +466,7 @@ class SyncRedisBackend:
             _tell(self.client, "PING")
 
     def close(self) -> None:
+        self._lane.close()
         self.client.close()
         # A client given its pool does not close it: disconnect, or the sockets leak.
         self.client.connection_pool.disconnect()
