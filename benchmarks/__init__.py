@@ -1,0 +1,1 @@
+"""Benchmarks and the stale-read checker (see docs/benchmarks.md)."""
