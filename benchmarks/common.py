@@ -275,9 +275,13 @@ def environment(redis_version: str | None) -> dict[str, Any]:
     }
 
 
+#: Where plots go: run.py points this at its --output directory.
+OUTPUT = RESULTS
+
+
 def plot_path(name: str) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    return RESULTS / name
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    return OUTPUT / name
 
 
 def pyplot() -> Any:

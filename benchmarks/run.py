@@ -153,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     mode = FULL if args.full else QUICK
+    import benchmarks.common
+
+    benchmarks.common.OUTPUT = Path(args.output)  # plots beside latest.json
     rows = args.only or list(ROWS)
     began = time.perf_counter()
     started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
