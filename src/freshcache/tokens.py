@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import os
 import time
 from collections.abc import Sequence
@@ -58,6 +59,7 @@ class PatternPlan:
         return self.pattern
 
 
+@functools.lru_cache(maxsize=4096)
 def classify(pattern: str) -> PatternPlan:
     """Decide how ``pattern`` (relative to the namespace) is invalidated.
 

@@ -90,7 +90,7 @@ class _Table:
 
     def extend(self, key: str, ttl_ms: int, now: float) -> None:
         value, expires = self.data[key]
-        if expires is not None and expires < now + ttl_ms / 1000:
+        if expires is not None and expires < now + ttl_ms / 2000:  # as the Redis script
             self.data[key] = (value, now + ttl_ms / 1000)
 
 

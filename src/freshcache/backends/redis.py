@@ -39,7 +39,9 @@ local token_ttl = tonumber(ARGV[4])
 for i = 2, #KEYS do
   local ttl = redis.call('PTTL', KEYS[i])
   if ttl == -2 then return 0 end
-  if ttl >= 0 and ttl < token_ttl then redis.call('PEXPIRE', KEYS[i], token_ttl) end
+  -- Extend only below half the target: tokens are created with a day to live, so an
+  -- extension on every store would be a write per token per miss for nothing.
+  if ttl >= 0 and ttl < token_ttl / 2 then redis.call('PEXPIRE', KEYS[i], token_ttl) end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
