@@ -22,6 +22,8 @@ import redis.exceptions
 from redis.backoff import NoBackoff
 
 from freshcache.backends.base import BackendError
+from freshcache.backends.errors import REDIS_ERRORS, classify
+from freshcache.backends.slots import ConnectionSlots
 
 # A store after a miss succeeds only if the entry is still what the reader saw (its lease:
 # "" for no entry, else "=" and the header of that entry) and every token still exists; it
@@ -56,23 +58,12 @@ SCAN_COUNT = 1000
 UNLINK_BATCH = 500
 
 
-def _classify(exc: BaseException) -> BackendError:
-    if isinstance(exc, redis.exceptions.TimeoutError | asyncio.TimeoutError | TimeoutError):
-        return BackendError("timeout", str(exc) or type(exc).__name__)
-    if isinstance(exc, redis.exceptions.ConnectionError | OSError):
-        return BackendError("connection", str(exc) or type(exc).__name__)
-    return BackendError("server", f"{type(exc).__name__}: {exc}")
-
-
-_ERRORS = (redis.exceptions.RedisError, OSError, asyncio.TimeoutError)
-
-
 @contextmanager
 def _translated() -> Iterator[None]:
     try:
         yield
-    except _ERRORS as exc:
-        raise _classify(exc) from exc
+    except REDIS_ERRORS as exc:
+        raise classify(exc) from exc
 
 
 async def _ask(client: redis.asyncio.Redis, *command: Any) -> Any:
@@ -99,37 +90,17 @@ def pool_options(
     }
 
 
-class _Slots:
-    """At most ``size`` commands in flight per client; callers beyond that *wait* for a free
-    connection (at most ``wait`` seconds) instead of failing. redis-py's asyncio pool raises
-    past its cap, and its blocking pool pays for a condition and a timeout on every command;
-    an uncontended semaphore costs next to nothing on the hit path."""
+class _Slots(ConnectionSlots):
+    """``ConnectionSlots`` that also turns redis-py's errors into ``BackendError`` on the way
+    out, so every ``async with self._slots:`` block leaves this module only with those."""
 
-    __slots__ = ("_semaphore", "_wait")
+    __slots__ = ()
 
-    def __init__(self, size: int, wait: float) -> None:
-        self._semaphore = asyncio.Semaphore(size)
-        self._wait = wait
-
-    async def __aenter__(self) -> None:
-        semaphore = self._semaphore
-        if not semaphore.locked():
-            await semaphore.acquire()  # free slot: returns without suspending
-            return
-        try:
-            async with asyncio.timeout(self._wait):
-                await semaphore.acquire()
-        except TimeoutError:
-            raise BackendError(
-                "timeout", f"no free connection within {self._wait}s (max_connections reached)"
-            ) from None
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
-    ) -> None:
-        self._semaphore.release()
-        if exc is not None and isinstance(exc, _ERRORS):
-            raise _classify(exc) from exc  # only BackendError leaves this module
+    async def __aexit__(self, *exc_info: object) -> None:
+        await super().__aexit__(*exc_info)
+        exc = exc_info[1]
+        if isinstance(exc, REDIS_ERRORS):
+            raise classify(exc) from exc
 
 
 class _ReadLane:
@@ -385,8 +356,8 @@ class SyncRedisBackend:
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         try:
             return self._lane.mget(keys)
-        except _ERRORS as exc:
-            raise _classify(exc) from exc
+        except REDIS_ERRORS as exc:
+            raise classify(exc) from exc
 
     def create_tokens(
         self, route: str, keys: Sequence[str], fresh: Sequence[bytes], ttl_ms: int

@@ -15,7 +15,6 @@ import redis.asyncio
 import redis.exceptions
 from redis.backoff import NoBackoff
 
-from freshcache.backends.base import BackendError
 from freshcache.backends.cluster import commands, routing
 from freshcache.backends.cluster.commands import NO_OPTIONS, Item, Script
 from freshcache.backends.cluster.errors import ERRORS, REFRESH_ERRORS, classify
@@ -23,6 +22,7 @@ from freshcache.backends.cluster.layout import ShardLayout
 from freshcache.backends.cluster.settings import parse_cluster_url, validate_options
 from freshcache.backends.cluster.topology import MAX_REDIRECTS, Topology, wait_ms
 from freshcache.backends.redis import pool_options
+from freshcache.backends.slots import ConnectionSlots
 
 T = TypeVar("T")
 
@@ -38,38 +38,10 @@ async def _gathered(parts: Iterable[Awaitable[T]]) -> list[T]:
     return routing.settled(await asyncio.gather(*parts, return_exceptions=True))
 
 
-class _Gate:
-    """At most ``size`` commands in flight to one node; callers beyond that *wait* (at most
-    ``wait`` seconds) instead of failing, as DESIGN.md 5b asks. An uncontended semaphore costs
-    next to nothing on the hit path."""
-
-    __slots__ = ("_semaphore", "_wait")
-
-    def __init__(self, size: int, wait: float) -> None:
-        self._semaphore = asyncio.Semaphore(size)
-        self._wait = wait
-
-    async def __aenter__(self) -> None:
-        semaphore = self._semaphore
-        if not semaphore.locked():
-            await semaphore.acquire()  # a free slot: returns without suspending
-            return
-        try:
-            async with asyncio.timeout(self._wait):
-                await semaphore.acquire()
-        except TimeoutError:
-            raise BackendError(
-                "timeout", f"no free connection within {self._wait}s (max_connections reached)"
-            ) from None
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self._semaphore.release()
-
-
 @dataclasses.dataclass(slots=True)
 class _AsyncNode:
     client: redis.asyncio.Redis
-    gate: _Gate
+    gate: ConnectionSlots
 
 
 class _AsyncSide(Topology):
@@ -109,7 +81,7 @@ class AsyncClusterBackend:
         self.settings = parse_cluster_url(url)
         self.layout = ShardLayout(self.settings.shards)
         self._options = pool_options(timeout, max_connections, pool_timeout, connect_timeout)
-        del self._options["timeout"]  # the wait for a free connection is _Gate's job here
+        del self._options["timeout"]  # the wait for a free connection is ConnectionSlots' job here
         self._max_connections = max_connections
         self._pool_timeout = pool_timeout
         # How long a caller waits for a refresh of the map: without a map nothing can be
@@ -146,7 +118,7 @@ class AsyncClusterBackend:
             # Kept until aclose(), also for nodes that stop serving: a call may still hold it.
             client = redis.asyncio.Redis.from_pool(self._pool(address))
             node = side.nodes[address] = _AsyncNode(
-                client, _Gate(self._max_connections, self._pool_timeout)
+                client, ConnectionSlots(self._max_connections, self._pool_timeout)
             )
         return node
 

@@ -9,8 +9,10 @@ import redis.exceptions
 
 from freshcache.backends.base import BackendError
 from freshcache.backends.cluster.settings import join_address, split_address
+from freshcache.backends.errors import REDIS_ERRORS
+from freshcache.backends.errors import classify as classify  # re-exported for the faces
 
-ERRORS = (redis.exceptions.RedisError, OSError, asyncio.TimeoutError)
+ERRORS = REDIS_ERRORS
 #: Replies that say the slot map we route by may be out of date.
 TOPOLOGY_ERRORS = (
     redis.exceptions.ConnectionError,
@@ -25,14 +27,6 @@ TOPOLOGY_ERRORS = (
 MALFORMED = (ValueError, TypeError, IndexError)
 #: What one node may do wrong while it is asked for the topology: the next one is asked.
 REFRESH_ERRORS = (*ERRORS, BackendError, *MALFORMED)
-
-
-def classify(exc: BaseException) -> BackendError:
-    if isinstance(exc, redis.exceptions.TimeoutError | asyncio.TimeoutError | TimeoutError):
-        return BackendError("timeout", str(exc) or type(exc).__name__)
-    if isinstance(exc, redis.exceptions.ConnectionError | OSError):
-        return BackendError("connection", str(exc) or type(exc).__name__)
-    return BackendError("server", f"{type(exc).__name__}: {exc}")
 
 
 def redirect_target(exc: redis.exceptions.AskError, current: str) -> str:
