@@ -90,8 +90,3 @@ def classify(pattern: str) -> PatternPlan:
     if head_literal and not GLOB_CHARACTERS.intersection(last):
         return PatternPlan(pattern, PatternKind.ENTRY, tuple(segments))
     return PatternPlan(pattern, PatternKind.SCAN, ())
-
-
-def is_segment_aligned(pattern: str) -> bool:
-    """True when ``pattern`` is invalidated in O(1) (a generation bump or one tombstone)."""
-    return classify(pattern).kind is not PatternKind.SCAN
