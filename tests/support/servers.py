@@ -341,7 +341,29 @@ def _info_fields(text: str | int | None) -> dict[str, str]:
 # Redis
 
 
-class RedisServer:
+class _Managed:
+    """``with Server() as server:`` starts it and always stops it."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class RedisServer(_Managed):
     """A private redis-server: 127.0.0.1, a free port, no persistence, data in a temp dir.
 
     `args` are extra configuration directives (`{"maxmemory": "10mb"}` -> `--maxmemory 10mb`).
@@ -516,18 +538,6 @@ class RedisServer:
         """One command over a fresh connection (no redis-py needed): `server.command("DBSIZE")`."""
         return redis_command(self.host, self.port, *args, timeout=timeout)
 
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     def __repr__(self) -> str:
         state = "paused" if self._paused else "running" if self.running else "stopped"
         return f"<RedisServer {self.host}:{self.port} {state} pid={self.pid}>"
@@ -596,7 +606,7 @@ def _parse_cluster_nodes(text: str) -> list[ClusterNodeInfo]:
     return nodes
 
 
-class RedisCluster:
+class RedisCluster(_Managed):
     """A private Redis Cluster: `primaries` primaries with `replicas` replicas each.
 
     Nodes are RedisServer processes with `cluster-enabled yes`, joined with
@@ -827,18 +837,6 @@ class RedisCluster:
             f"timed out after {timeout:.0f} s waiting for {what}: {last}\nCLUSTER NODES:\n{nodes}"
         )
 
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     def __iter__(self) -> Iterator[RedisServer]:
         return iter(self.nodes)
 
@@ -954,7 +952,7 @@ def postgres_os_user() -> pwd.struct_passwd | None:
 _DATABASE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
-class PostgresServer:
+class PostgresServer(_Managed):
     """A private PostgreSQL cluster: initdb into a temp dir, postgres on 127.0.0.1:<free port>.
 
     Superuser `postgres`, trust authentication, fsync/synchronous_commit/full_page_writes off
@@ -1131,18 +1129,6 @@ class PostgresServer:
             raise ValueError(f"database name {name!r} is not a plain identifier")
         self.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
