@@ -32,6 +32,7 @@ import redis.asyncio  # noqa: E402
 
 from benchmarks.common import PAYLOAD, POOL_SIZE, SOCKET_TIMEOUT, start_redis  # noqa: E402
 from benchmarks.libs import build_async  # noqa: E402
+from freshcache.backends import EntryKeys  # noqa: E402
 
 Case = Callable[[], Awaitable[Any]]
 
@@ -58,8 +59,8 @@ class _StubBackend:
     def __init__(self, values: dict[str, bytes | None]) -> None:
         self.values = values
 
-    async def get_many(self, keys: list[str]) -> list[bytes | None]:
-        return [self.values.get(k) for k in keys]
+    async def get_many(self, keys: EntryKeys) -> list[bytes | None]:
+        return [self.values.get(k) for k in keys.fetch]
 
 
 async def main(profile: bool) -> None:
@@ -122,11 +123,10 @@ async def main(profile: bool) -> None:
         cache = fc.call.cache  # type: ignore[attr-defined]
         raw = await plain.execute_command("MGET", *fetch)
         stub = _StubBackend(dict(zip(fetch, raw, strict=True)))
-        real = cache._backends._async
-        cache._backends._async = stub
+        real, _ = cache.backends.use(async_backend=stub)
 
         async def stub_floor() -> Any:
-            (value,) = await stub.get_many(["floor"])
+            (value,) = await stub.get_many(EntryKeys.of("floor"))
             return orjson.loads(value) if value else None
 
         stub.values["floor"] = orjson.dumps(PAYLOAD)
@@ -134,10 +134,10 @@ async def main(profile: bool) -> None:
         counters = cache.metrics.for_prefix(spec.prefix_label)
 
         async def locate_only() -> Any:
-            return spec.locate(cache.namespace, (7,), {})
+            return cache.engine.locate(spec, (7,), {})
 
         async def judge_only() -> Any:
-            return cache._judge(spec, raw, counters)
+            return cache.engine.rules.judge(spec, raw, counters)
 
         async def observe_only() -> Any:
             counters.observe(0.0001)
@@ -147,7 +147,7 @@ async def main(profile: bool) -> None:
                 "stub GET + orjson (the floor's CPU)": stub_floor,
                 "freshcache hit, stub backend": freshcache_hit,
                 "  spec.locate (bind, encode, blake2b, key)": locate_only,
-                "  _judge (stamp, startswith, orjson)": judge_only,
+                "  rules.judge (stamp, startswith, orjson)": judge_only,
                 "  counters.observe (histogram)": observe_only,
             },
             2000,
@@ -169,7 +169,7 @@ async def main(profile: bool) -> None:
                 await fc.call(7)
             profiler.stop()
             print(profiler.output_text(unicode=False, color=False, show_all=True))
-        cache._backends._async = real
+        cache.backends.use(async_backend=real)
         await fc.close()
         await plain.aclose()
         await blocking.aclose()
@@ -183,13 +183,13 @@ class _PathStub:
     def __init__(self) -> None:
         self.entries: dict[str, bytes] = {}
 
-    async def get_many(self, keys: list[str]) -> list[bytes | None]:
-        return [self.entries.get(keys[0]), *(b"0123456789abcdef01234567" for _ in keys[1:])]
+    async def get_many(self, keys: EntryKeys) -> list[bytes | None]:
+        return [self.entries.get(keys.entry), *(b"0123456789abcdef01234567" for _ in keys.tokens)]
 
-    async def store_if_unchanged(self, key: str, value: bytes, *rest: Any) -> bool:
+    async def store_if_unchanged(self, keys: EntryKeys, value: bytes, *rest: Any) -> bool:
         return True
 
-    async def bump(self, key: str, token: bytes, ttl_ms: int) -> None:
+    async def bump(self, token_key: str, token: bytes, ttl_ms: int) -> None:
         return None
 
     async def set(self, key: str, value: bytes, ttl_ms: int) -> None:
@@ -199,7 +199,7 @@ class _PathStub:
         return 0
 
     async def create_tokens(
-        self, route: str, keys: list[str], fresh: list[bytes], ttl_ms: int
+        self, keys: EntryKeys, missing: list[str], fresh: list[bytes], ttl_ms: int
     ) -> list[bytes]:
         return list(fresh)
 
@@ -213,9 +213,9 @@ async def _paths_section() -> None:
     import freshcache
 
     cache = freshcache.Cache.from_url("redis://127.0.0.1:1/0", namespace="p")
-    cache._backends._async = _PathStub()  # type: ignore[assignment]
+    cache.backends.use(async_backend=_PathStub())  # type: ignore[arg-type]
     nosf = freshcache.Cache.from_url("redis://127.0.0.1:1/0", namespace="q")
-    nosf._backends._async = _PathStub()  # type: ignore[assignment]
+    nosf.backends.use(async_backend=_PathStub())  # type: ignore[arg-type]
     value = {"id": 1, "version": 1}
 
     @cache.cached(ttl=60, key_prefix="rows:{row_id}")
@@ -234,7 +234,7 @@ async def _paths_section() -> None:
 
     async def naive_miss() -> None:
         key = f"p:rows:read:{hashlib.blake2b(repr((7,)).encode(), digest_size=8).hexdigest()}"
-        await stub.get_many([key])
+        await stub.get_many(EntryKeys.of(key))
         await stub.set(key, json.dumps(value).encode(), 60_000)
 
     async def naive_write() -> None:
@@ -313,14 +313,14 @@ def _sync_section(server: Any, fetch: list[str]) -> None:
     stored["floor"] = orjson.dumps(PAYLOAD)
 
     class Stub:
-        def get_many(self, keys: list[str]) -> list[bytes | None]:
-            return [stored.get(k) for k in keys]
+        def get_many(self, keys: EntryKeys) -> list[bytes | None]:
+            return [stored.get(k) for k in keys.fetch]
 
-    real = cache._backends._sync
-    cache._backends._sync = Stub()
     stub = Stub()
+    _, real = cache.backends.use(sync_backend=stub)
+    floor_keys = EntryKeys.of("floor")
     cpu = {
-        "stub GET + orjson (the floor's CPU)": lambda: orjson.loads(stub.get_many(["floor"])[0]),
+        "stub GET + orjson (the floor's CPU)": lambda: orjson.loads(stub.get_many(floor_keys)[0]),
         "freshcache hit, stub backend": lambda: fc.call(7),
     }
     cpu_samples: dict[str, list[float]] = {name: [] for name in cpu}
@@ -335,7 +335,7 @@ def _sync_section(server: Any, fetch: list[str]) -> None:
     print("| --- | --- | --- |")
     for name, values in cpu_samples.items():
         print(f"| {name} | {statistics.median(values):.2f} | {min(values):.2f} |")
-    cache._backends._sync = real
+    cache.backends.use(sync_backend=real)
     fc.close()
     plain.close()
     blocking.close()

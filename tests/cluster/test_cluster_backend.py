@@ -12,6 +12,7 @@ import pytest
 from cluster_helpers import TEST_TIMEOUT, ClusterView, delta
 
 from freshcache import BackendError, Cache
+from freshcache.backends.base import EntryKeys
 from freshcache.backends.cluster import AsyncClusterBackend, ShardLayout, SyncClusterBackend
 
 HOUR_MS = 3600 * 1000
@@ -19,7 +20,7 @@ DAY_MS = 24 * HOUR_MS
 
 
 def layout_of(cache: Cache) -> ShardLayout:
-    backend = cache._backends.sync_backend
+    backend = cache.backends.sync_backend
     assert isinstance(backend, SyncClusterBackend)
     return backend.layout
 
@@ -474,7 +475,7 @@ async def test_an_unreachable_cluster_is_a_backend_error_and_callers_run_uncache
     url = f"redis+cluster://127.0.0.1:{find_free_port()},127.0.0.1:{find_free_port()}"
     backend = AsyncClusterBackend(url, 0.05, 10, 1.0)
     with pytest.raises(BackendError) as caught:
-        await backend.get_many(["ns:a:f:1", "ns:__gen__"])
+        await backend.get_many(EntryKeys.of("ns:a:f:1", ["ns:__gen__"]))
     assert caught.value.kind == "connection"
     await backend.aclose()
 

@@ -278,7 +278,7 @@ async def test_async_workload_survives_a_primary_failover(
     # ...and callers ran uncached, while it was open or invalidations were kept.
     outage = ("breaker_open", "pending_invalidations")
     assert sum(counters.bypasses_by_reason.get(reason, 0) for reason in outage) > 0
-    backend = cache._backends.async_backend
+    backend = cache.backends.async_backend
     assert isinstance(backend, AsyncClusterBackend)
     owner = backend.topology.owners[victim_slot] if backend.topology.owners else None
     assert owner is not None
@@ -375,7 +375,7 @@ def test_sync_workload_survives_a_primary_failover(
     assert cache.breaker.opened_count >= 1
     outage = ("breaker_open", "pending_invalidations")
     assert sum(counters.bypasses_by_reason.get(reason, 0) for reason in outage) > 0
-    backend = cache._backends.sync_backend
+    backend = cache.backends.sync_backend
     assert isinstance(backend, SyncClusterBackend)
     owner = backend.topology.owners[victim_slot] if backend.topology.owners else None
     assert owner not in (None, f"{killed[0]}:{killed[1]}")

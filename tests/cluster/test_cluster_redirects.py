@@ -112,7 +112,7 @@ async def test_reads_writes_and_invalidations_follow_ask_then_moved(
     for n in sync_chosen:
         sync_stats(n)
     runs.clear()
-    backend = cache._backends.async_backend
+    backend = cache.backends.async_backend
     assert isinstance(backend, AsyncClusterBackend)
     refreshes = backend.topology.refreshes
 
@@ -156,7 +156,7 @@ async def test_reads_writes_and_invalidations_follow_ask_then_moved(
     assert counters.bypasses == 0
     assert backend.topology.owners is not None
     assert backend.topology.owners[layout.slots[shard]] == target
-    sync_backend = cache._backends.sync_backend
+    sync_backend = cache.backends.sync_backend
     assert isinstance(sync_backend, SyncClusterBackend)
     assert sync_backend.topology.owners is not None
     assert sync_backend.topology.owners[layout.slots[shard]] == target

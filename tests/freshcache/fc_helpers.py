@@ -37,7 +37,7 @@ class Raw:
         url = cache.url
         if url.startswith("memory://"):
             # The memory backend has no second door: its store is the raw view.
-            store = cache._backends.sync_backend
+            store = cache.backends.sync_backend
             assert isinstance(store, MemoryStore)
             self._store = store
         elif "+cluster://" in url:
@@ -63,7 +63,7 @@ class Raw:
     async def get(self, key: str) -> bytes | None:
         """The value (in a cluster: of the key's own shard, else the first copy there is)."""
         if self._store is not None:
-            return self._store.get_many([key])[0]
+            return self._store.peek(key)
         for name in self._stored(key):
             value: bytes | None = await self._client.get(name)
             if value is not None:

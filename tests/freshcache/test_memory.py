@@ -1,4 +1,4 @@
-"""The memory backend (DESIGN.md section 5): TTLs with an injected clock (time is moved, never
+"""The memory backend: TTLs with an injected clock (time is moved, never
 slept), bounds by entries and bytes with LRU eviction, thread safety."""
 
 from __future__ import annotations
@@ -9,11 +9,12 @@ from concurrent.futures import ThreadPoolExecutor
 from fc_helpers import Calls, FakeClock
 
 from freshcache import Cache
+from freshcache.backends.base import EntryKeys
 from freshcache.backends.memory import MemoryStore, glob_to_regex
 
 
 def store_of(cache: Cache) -> MemoryStore:
-    store = cache._backends.sync_backend
+    store = cache.backends.sync_backend
     assert isinstance(store, MemoryStore)
     return store
 
@@ -78,7 +79,7 @@ async def test_tokens_outlive_entries_and_tombstones_expire() -> None:
         assert token_ttl is not None
         assert token_ttl >= 2 * 60_000
     clock.advance(tombstone_ttl / 1000 + 1)
-    assert store.get_many([key]) == [None]  # the tombstone is gone: no leak
+    assert store.peek(key) is None  # the tombstone is gone: no leak
 
 
 def test_store_ttl_primitives() -> None:
@@ -89,10 +90,12 @@ def test_store_ttl_primitives() -> None:
     clock.advance(0.25)
     assert store.ttl_ms("a") == 750
     clock.advance(0.75)
-    assert store.get_many(["a"]) == [None]
+    assert store.get_many(EntryKeys.of("a")) == [None]
     assert store.ttl_ms("a") is None
-    assert store.create_tokens("r", ["t"], [b"x"], 5000) == [b"x"]
-    assert store.create_tokens("r", ["t"], [b"y"], 5000) == [b"x"]  # only if absent
+    entry = EntryKeys.of("r", ["t"])
+    assert store.create_tokens(entry, ["t"], [b"x"], 5000) == [b"x"]
+    assert store.create_tokens(entry, ["t"], [b"y"], 5000) == [b"x"]  # only if absent
+    assert store.get_many(entry) == [None, b"x"]
     assert store.acquire_lock("l", b"me", 1000)
     assert not store.acquire_lock("l", b"you", 1000)
     store.release_lock("l", b"you")  # not the owner: kept
@@ -108,9 +111,9 @@ def test_store_evicts_the_least_recently_used_entry() -> None:
     store = MemoryStore(max_entries=3)
     for key in "abc":
         store.set(key, key.encode(), 60_000)
-    assert store.get_many(["a"]) == [b"a"]  # a is now the most recent
+    assert store.peek("a") == b"a"  # a is now the most recent
     store.set("d", b"d", 60_000)
-    assert store.get_many(["a", "b", "c", "d"]) == [b"a", None, b"c", b"d"]
+    assert [store.peek(k) for k in "abcd"] == [b"a", None, b"c", b"d"]
     assert store.size[0] == 3
     assert store.evictions == 1
 
@@ -120,8 +123,8 @@ def test_store_is_bounded_by_bytes() -> None:
     for i in range(50):
         store.set(f"k{i}", b"x" * 100, 60_000)
         assert store.size[1] <= 1000
-    assert store.get_many(["k49"]) == [b"x" * 100]
-    assert store.get_many(["k0"]) == [None]
+    assert store.peek("k49") == b"x" * 100
+    assert store.peek("k0") is None
     store.set("huge", b"x" * 5000, 60_000)  # larger than the whole bound: not kept
     assert store.size[1] <= 1000
 

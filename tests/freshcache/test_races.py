@@ -16,6 +16,11 @@ from fc_helpers import Calls, Raw, wait_until
 from freshcache import Cache
 
 
+def joined(cache: Cache) -> int:
+    """How many callers joined a flight another had started (the engine's single-flight)."""
+    return cache.engine.flights.async_values.deduplicated
+
+
 class Store:
     """The database: a version that writes bump, and a read that can be held mid-load."""
 
@@ -170,7 +175,8 @@ async def test_fifty_concurrent_misses_run_the_body_once(cache: Cache, db: Store
     callers = [asyncio.create_task(read()) for _ in range(50)]
     await db.loaded.wait()
     await wait_until(
-        lambda: cache._async_flights.deduplicated == 49, "all 50 callers share the flight"
+        lambda: joined(cache) == 49,
+        "all 50 callers share the flight",
     )
     gate.set()
     assert await asyncio.gather(*callers) == ["v1"] * 50
@@ -222,7 +228,7 @@ async def test_a_cancelled_waiter_does_not_cancel_the_shared_computation(
     gate = db.hold()
     callers = [asyncio.create_task(read()) for _ in range(5)]
     await db.loaded.wait()
-    await wait_until(lambda: cache._async_flights.deduplicated == 4, "all callers joined")
+    await wait_until(lambda: joined(cache) == 4, "all callers joined")
     callers[0].cancel()  # the one that started the flight
     callers[3].cancel()
     gate.set()
@@ -252,7 +258,7 @@ async def test_an_exception_is_shared_by_all_waiters_and_the_flight_is_cleared(
 
     callers = [asyncio.create_task(get_dashboard_stats()) for _ in range(10)]
     await wait_until(lambda: calls.count == 1, "the body started")
-    await wait_until(lambda: cache._async_flights.deduplicated == 9, "all callers joined")
+    await wait_until(lambda: joined(cache) == 9, "all callers joined")
     gate.set()
     results = await asyncio.gather(*callers, return_exceptions=True)
     assert all(isinstance(r, LookupError) for r in results)
@@ -275,7 +281,7 @@ async def test_distinct_keys_fly_separately(cache: Cache) -> None:
 
     callers = [asyncio.create_task(slots(day % 3)) for day in range(30)]
     await wait_until(lambda: calls.count == 3, "one flight per key")
-    await wait_until(lambda: cache._async_flights.deduplicated == 27, "the others joined")
+    await wait_until(lambda: joined(cache) == 27, "the others joined")
     gate.set()
     assert await asyncio.gather(*callers) == [(d % 3) * 10 for d in range(30)]
     assert sorted(a for (a,) in calls.args) == [0, 1, 2]

@@ -191,7 +191,7 @@ async def _thousand_callers(redis_url: str, namespace: str, distinct: bool) -> A
         assert calls.count <= (1000 if distinct else 1) + counters.errors
         return counters
     finally:
-        client = cache._backends.async_backend.client  # type: ignore[attr-defined]
+        client = cache.backends.async_backend.client  # type: ignore[attr-defined]
         async for key in client.scan_iter(match=f"{namespace}:*", count=1000):
             await client.delete(key)
         await cache.aclose()

@@ -14,6 +14,11 @@ from fc_helpers import Calls, wait_until_sync
 from freshcache import Cache
 
 
+def joined(cache: Cache) -> int:
+    """How many callers joined a flight another had started (the engine's single-flight)."""
+    return cache.engine.flights.sync_values.deduplicated
+
+
 def test_hit_miss_and_typed_values(sync_cache: Cache) -> None:
     calls = Calls()
 
@@ -154,7 +159,8 @@ def test_single_flight_across_threads(sync_cache: Cache) -> None:
         futures = [pool.submit(stats) for _ in range(8)]
         wait_until_sync(lambda: calls.count == 1, "the body started")
         wait_until_sync(
-            lambda: sync_cache._sync_flights.deduplicated == 7, "the other threads joined"
+            lambda: joined(sync_cache) == 7,
+            "the other threads joined",
         )
         release.set()
         assert [f.result(5) for f in futures] == [42] * 8
@@ -177,7 +183,7 @@ def test_an_exception_is_shared_across_threads_and_cleared(sync_cache: Cache) ->
 
     with ThreadPoolExecutor(4) as pool:
         futures = [pool.submit(fragile) for _ in range(4)]
-        wait_until_sync(lambda: sync_cache._sync_flights.deduplicated == 3, "all joined")
+        wait_until_sync(lambda: joined(sync_cache) == 3, "all joined")
         release.set()
         errors = [f.exception(5) for f in futures]
     assert all(isinstance(e, LookupError) for e in errors)

@@ -173,13 +173,13 @@ async def test_early_refresh_recomputes_once_before_expiry(cache: Cache) -> None
         return runs
 
     assert await hot() == 1
-    cache._rand = lambda: 1.0  # ln(1) = 0: never early
+    cache.engine.rules.rand = lambda: 1.0  # ln(1) = 0: never early
     assert await hot() == 1
-    cache._rand = lambda: 0.0  # -ln(0) is infinite: refresh now
+    cache.engine.rules.rand = lambda: 0.0  # -ln(0) is infinite: refresh now
     results = await asyncio.gather(*(hot() for _ in range(20)))
     assert runs == 2, "exactly one caller refreshed"
     assert set(results) <= {1, 2}
-    cache._rand = lambda: 1.0
+    cache.engine.rules.rand = lambda: 1.0
     assert await hot() == 2
     assert cache.stats()["hot"].early_refreshes >= 1
 

@@ -9,9 +9,17 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from freshcache.backends.base import AsyncBackend, BackendError, SyncBackend
+from freshcache.backends.base import AsyncBackend, BackendError, EntryKeys, SyncBackend
 
-__all__ = ["AsyncBackend", "BackendError", "BackendSet", "SyncBackend", "open_backends"]
+__all__ = [
+    "AsyncBackend",
+    "BackendError",
+    "BackendSet",
+    "ConnectionOptions",
+    "EntryKeys",
+    "SyncBackend",
+    "open_backends",
+]
 
 SCHEMES = ("memory", "redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
 
@@ -71,6 +79,19 @@ class BackendSet:
                 backend = self._sync
         assert backend is not None
         return backend
+
+    def use(
+        self, *, async_backend: AsyncBackend | None = None, sync_backend: SyncBackend | None = None
+    ) -> tuple[AsyncBackend | None, SyncBackend | None]:
+        """Put the given faces in place of the URL's (benchmarks stub the I/O out with it);
+        returns the previous ones, so they can be put back."""
+        with self._lock:
+            previous = self._async, self._sync
+            if async_backend is not None:
+                self._async = async_backend
+            if sync_backend is not None:
+                self._sync = sync_backend
+        return previous
 
     def _make(self, async_: bool) -> Any:
         o = self._options

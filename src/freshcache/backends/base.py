@@ -5,6 +5,7 @@ stores bytes. Both protocols have the same methods so a backend can offer either
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -17,45 +18,58 @@ class BackendError(Exception):
         self.kind = kind
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class EntryKeys:
+    """The keys of one entry, as the cache derived them: a backend takes them from here and
+    never parses key text to tell an entry from a token."""
+
+    entry: str
+    #: The generation-token keys the entry is checked against, the namespace root first.
+    tokens: tuple[str, ...]
+    #: ``(entry, *tokens)``: what one read fetches, built once.
+    fetch: tuple[str, ...]
+
+    @classmethod
+    def of(cls, entry: str, tokens: Sequence[str] = ()) -> EntryKeys:
+        return cls(entry, tuple(tokens), (entry, *tokens))
+
+
 class AsyncBackend(Protocol):
     """Storage primitives; every method may raise ``BackendError`` and nothing else."""
 
     kind: str
 
-    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
-        """Values of ``keys`` in one round trip (``None`` where absent). ``keys[0]`` is an
-        entry key and the rest its token keys: a sharded backend routes them all by it."""
+    async def get_many(self, keys: EntryKeys) -> list[bytes | None]:
+        """The values of ``keys.fetch`` in one round trip (``None`` where absent): the entry,
+        then its tokens. A sharded backend routes them all by the entry key."""
         ...
 
     async def create_tokens(
-        self, route: str, keys: Sequence[str], fresh: Sequence[bytes], ttl_ms: int
+        self, keys: EntryKeys, missing: Sequence[str], fresh: Sequence[bytes], ttl_ms: int
     ) -> list[bytes]:
-        """For each token key: store ``fresh[i]`` if absent; return the token now there (one
-        round trip). ``route`` is the entry key the tokens are read with."""
+        """For each token key in ``missing`` (some of ``keys.tokens``): store ``fresh[i]`` if
+        absent; return the token now there (one round trip)."""
         ...
 
-    async def bump(self, key: str, token: bytes, ttl_ms: int) -> None:
-        """Replace the token at ``key`` wherever it is kept (every shard, in a cluster)."""
+    async def bump(self, token_key: str, token: bytes, ttl_ms: int) -> None:
+        """Replace the token at ``token_key`` wherever it is kept (every shard, in a cluster)."""
         ...
 
     async def store_if_unchanged(
-        self,
-        key: str,
-        value: bytes,
-        ttl_ms: int,
-        lease: bytes,
-        token_keys: Sequence[str],
-        token_ttl_ms: int,
+        self, keys: EntryKeys, value: bytes, ttl_ms: int, lease: bytes, token_ttl_ms: int
     ) -> bool:
-        """Store ``value`` only if the entry still starts with ``lease`` (empty lease: absent)
-        and every token still exists; extend token TTLs to at least ``token_ttl_ms``."""
+        """Store ``value`` at ``keys.entry`` only if the entry still starts with ``lease``
+        (empty lease: absent) and every token of ``keys.tokens`` still exists; extend those
+        tokens' TTLs to ``token_ttl_ms`` when they are below half of it."""
         ...
 
     async def set(self, key: str, value: bytes, ttl_ms: int) -> None:
         """Write an entry-key value (a tombstone, or an unconditional store)."""
         ...
 
-    async def delete(self, keys: Sequence[str]) -> int: ...
+    async def delete(self, keys: Sequence[str]) -> int:
+        """Delete entry keys; the number that existed."""
+        ...
 
     async def delete_matching(self, match: str, keep_prefix: str) -> int:
         """Delete keys matching the glob ``match`` (SCAN + UNLINK), except ``keep_prefix*``."""
@@ -68,7 +82,7 @@ class AsyncBackend(Protocol):
         ...
 
     async def ttl_ms(self, key: str) -> int | None:
-        """Remaining time to live; ``None`` if the key is absent, -1 if it has none."""
+        """Remaining time to live of an entry key; ``None`` if absent, -1 if it has none."""
         ...
 
     async def scan(self, match: str, limit: int) -> list[str]:
@@ -85,22 +99,16 @@ class SyncBackend(Protocol):
 
     kind: str
 
-    def get_many(self, keys: Sequence[str]) -> list[bytes | None]: ...
+    def get_many(self, keys: EntryKeys) -> list[bytes | None]: ...
 
     def create_tokens(
-        self, route: str, keys: Sequence[str], fresh: Sequence[bytes], ttl_ms: int
+        self, keys: EntryKeys, missing: Sequence[str], fresh: Sequence[bytes], ttl_ms: int
     ) -> list[bytes]: ...
 
-    def bump(self, key: str, token: bytes, ttl_ms: int) -> None: ...
+    def bump(self, token_key: str, token: bytes, ttl_ms: int) -> None: ...
 
     def store_if_unchanged(
-        self,
-        key: str,
-        value: bytes,
-        ttl_ms: int,
-        lease: bytes,
-        token_keys: Sequence[str],
-        token_ttl_ms: int,
+        self, keys: EntryKeys, value: bytes, ttl_ms: int, lease: bytes, token_ttl_ms: int
     ) -> bool: ...
 
     def set(self, key: str, value: bytes, ttl_ms: int) -> None: ...

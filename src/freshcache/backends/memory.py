@@ -12,10 +12,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from freshcache.backends.base import EntryKeys
 from freshcache.entry import lease_matches
 
 _OVERHEAD = 64  # rough per-entry bookkeeping bytes, so tiny values still count
-_TOKEN_MARK = ":__gen__"  # token keys are "{namespace}:__gen__..." (see tokens.token_key)
 
 
 def glob_to_regex(pattern: str) -> re.Pattern[str]:
@@ -99,7 +99,8 @@ class MemoryStore:
 
     Generation tokens live in a table of their own with the same bounds, so the bound on
     entries counts entries: with ``max_entries=3`` three entries fit, whatever their tokens.
-    Evicting a token is safe (a missing token means "invalid"), only wasteful.
+    Evicting a token is safe (a missing token means "invalid"), only wasteful. Which table a
+    key belongs to is known from the call (``EntryKeys.tokens``, ``bump``), never from its text.
     """
 
     kind = "memory"
@@ -119,66 +120,62 @@ class MemoryStore:
         self._tokens = _Table(max_entries, max_bytes)
         self._lock = threading.RLock()
 
-    def _table(self, key: str) -> _Table:
-        return self._tokens if _TOKEN_MARK in key else self._entries
-
     @property
     def evictions(self) -> int:
         return self._entries.evictions + self._tokens.evictions
 
     # -- the backend primitives ---------------------------------------------------------------
 
-    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+    def get_many(self, keys: EntryKeys) -> list[bytes | None]:
         now = self._clock()
         with self._lock:
-            return [self._table(k).get(k, now) for k in keys]
+            tokens = self._tokens
+            return [self._entries.get(keys.entry, now), *[tokens.get(k, now) for k in keys.tokens]]
 
     def create_tokens(
-        self, route: str, keys: Sequence[str], fresh: Sequence[bytes], ttl_ms: int
+        self, keys: EntryKeys, missing: Sequence[str], fresh: Sequence[bytes], ttl_ms: int
     ) -> list[bytes]:
         now = self._clock()
         out: list[bytes] = []
+        tokens = self._tokens
         with self._lock:
-            for key, candidate in zip(keys, fresh, strict=True):
-                table = self._table(key)
-                current = table.get(key, now)
+            for key, candidate in zip(missing, fresh, strict=True):
+                current = tokens.get(key, now)
                 if current is None:
-                    table.put(key, candidate, ttl_ms, now)
+                    tokens.put(key, candidate, ttl_ms, now)
                     current = candidate
                 out.append(current)
         return out
 
     def store_if_unchanged(
-        self,
-        key: str,
-        value: bytes,
-        ttl_ms: int,
-        lease: bytes,
-        token_keys: Sequence[str],
-        token_ttl_ms: int,
+        self, keys: EntryKeys, value: bytes, ttl_ms: int, lease: bytes, token_ttl_ms: int
     ) -> bool:
         now = self._clock()
+        tokens = self._tokens
         with self._lock:
-            if not lease_matches(lease, self._table(key).get(key, now)):
+            if not lease_matches(lease, self._entries.get(keys.entry, now)):
                 return False
-            if any(self._table(k).get(k, now) is None for k in token_keys):
+            if any(tokens.get(k, now) is None for k in keys.tokens):
                 return False  # a token vanished: the value could never be valid
-            for token_key in token_keys:
-                self._table(token_key).extend(token_key, token_ttl_ms, now)
-            self._table(key).put(key, value, ttl_ms, now)
+            for token_key in keys.tokens:
+                tokens.extend(token_key, token_ttl_ms, now)
+            self._entries.put(keys.entry, value, ttl_ms, now)
             return True
 
     def set(self, key: str, value: bytes, ttl_ms: int) -> None:
         now = self._clock()
         with self._lock:
-            self._table(key).put(key, value, ttl_ms, now)
+            self._entries.put(key, value, ttl_ms, now)
 
-    def bump(self, key: str, token: bytes, ttl_ms: int) -> None:
-        self.set(key, token, ttl_ms)
+    def bump(self, token_key: str, token: bytes, ttl_ms: int) -> None:
+        now = self._clock()
+        with self._lock:
+            self._tokens.put(token_key, token, ttl_ms, now)
 
     def delete(self, keys: Sequence[str]) -> int:
         with self._lock:
-            return sum(self._table(k).remove(k) for k in keys)
+            # Either table: a tool may delete a token key, as an operator can on Redis.
+            return sum(self._entries.remove(k) or self._tokens.remove(k) for k in keys)
 
     def _live_keys(self, now: float) -> list[str]:
         return [
@@ -196,7 +193,9 @@ class MemoryStore:
                 if regex.match(k) and not k.startswith(keep_prefix)
             ]  # fmt: skip
             for key in doomed:
-                self._table(key).remove(key)
+                # Whichever table holds it (a glob may reach token keys outside keep_prefix).
+                if not self._entries.remove(key):
+                    self._tokens.remove(key)
         return len(doomed)
 
     def acquire_lock(self, key: str, owner: bytes, ttl_ms: int) -> bool:
@@ -216,8 +215,8 @@ class MemoryStore:
     def ttl_ms(self, key: str) -> int | None:
         now = self._clock()
         with self._lock:
-            table = self._table(key)
-            if table.get(key, now) is None:
+            table = self._holding(key, now)
+            if table is None:
                 return None
             expires = table.data[key][1]
             return -1 if expires is None else max(0, int((expires - now) * 1000))
@@ -234,6 +233,21 @@ class MemoryStore:
     def close(self) -> None:
         return None
 
+    # -- for tools and tests: any key, entry or token, as Redis's own commands would see it
+
+    def _holding(self, key: str, now: float) -> _Table | None:
+        for table in (self._entries, self._tokens):
+            if table.get(key, now) is not None:
+                return table
+        return None
+
+    def peek(self, key: str) -> bytes | None:
+        """What is stored at ``key``, whichever table holds it."""
+        now = self._clock()
+        with self._lock:
+            table = self._holding(key, now)
+            return None if table is None else table.get(key, now)
+
     @property
     def size(self) -> tuple[int, int]:
         """``(entries, bytes)`` currently held, tokens not counted."""
@@ -248,27 +262,21 @@ class AsyncMemoryBackend:
     def __init__(self, store: MemoryStore) -> None:
         self.store = store
 
-    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+    async def get_many(self, keys: EntryKeys) -> list[bytes | None]:
         return self.store.get_many(keys)
 
     async def create_tokens(
-        self, route: str, keys: Sequence[str], fresh: Sequence[bytes], ttl_ms: int
+        self, keys: EntryKeys, missing: Sequence[str], fresh: Sequence[bytes], ttl_ms: int
     ) -> list[bytes]:
-        return self.store.create_tokens(route, keys, fresh, ttl_ms)
+        return self.store.create_tokens(keys, missing, fresh, ttl_ms)
 
-    async def bump(self, key: str, token: bytes, ttl_ms: int) -> None:
-        self.store.bump(key, token, ttl_ms)
+    async def bump(self, token_key: str, token: bytes, ttl_ms: int) -> None:
+        self.store.bump(token_key, token, ttl_ms)
 
     async def store_if_unchanged(
-        self,
-        key: str,
-        value: bytes,
-        ttl_ms: int,
-        lease: bytes,
-        token_keys: Sequence[str],
-        token_ttl_ms: int,
+        self, keys: EntryKeys, value: bytes, ttl_ms: int, lease: bytes, token_ttl_ms: int
     ) -> bool:
-        return self.store.store_if_unchanged(key, value, ttl_ms, lease, token_keys, token_ttl_ms)
+        return self.store.store_if_unchanged(keys, value, ttl_ms, lease, token_ttl_ms)
 
     async def set(self, key: str, value: bytes, ttl_ms: int) -> None:
         self.store.set(key, value, ttl_ms)

@@ -2,7 +2,8 @@
 
 redis-py 8's asyncio pool raises past its cap, and its blocking pool pays for a condition and
 a timeout on every command; an uncontended semaphore costs next to nothing on the hit path.
-Callers beyond ``size`` wait at most ``wait`` seconds (DESIGN.md 5b), then get a timeout.
+Callers beyond ``size`` wait at most ``wait`` seconds, then get a timeout: a burst of callers
+is answered, never refused at once with "pool exhausted".
 """
 
 from __future__ import annotations

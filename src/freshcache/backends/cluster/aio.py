@@ -15,13 +15,14 @@ import redis.asyncio
 import redis.exceptions
 from redis.backoff import NoBackoff
 
+from freshcache.backends.base import EntryKeys
 from freshcache.backends.cluster import commands, routing
 from freshcache.backends.cluster.commands import NO_OPTIONS, Item, Script
 from freshcache.backends.cluster.errors import ERRORS, REFRESH_ERRORS, classify
 from freshcache.backends.cluster.layout import ShardLayout
 from freshcache.backends.cluster.settings import parse_cluster_url, validate_options
 from freshcache.backends.cluster.topology import MAX_REDIRECTS, Topology, wait_ms
-from freshcache.backends.redis import pool_options
+from freshcache.backends.redis.options import pool_options
 from freshcache.backends.slots import ConnectionSlots
 
 T = TypeVar("T")
@@ -275,7 +276,7 @@ class AsyncClusterBackend:
 
     # -- the AsyncBackend methods
 
-    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+    async def get_many(self, keys: EntryKeys) -> list[bytes | None]:
         side = self._side
         if side is None or side.stale or side.loop is not asyncio.get_running_loop():
             side = await self._ready()
@@ -298,29 +299,21 @@ class AsyncClusterBackend:
         return result
 
     async def create_tokens(
-        self, route: str, keys: Sequence[str], fresh: Sequence[bytes], ttl_ms: int
+        self, keys: EntryKeys, missing: Sequence[str], fresh: Sequence[bytes], ttl_ms: int
     ) -> list[bytes]:
         side = await self._ready()
-        items = commands.create_tokens(self.layout, route, keys, fresh, ttl_ms)
+        items = commands.create_tokens(self.layout, keys, missing, fresh, ttl_ms)
         return commands.tokens_now(await self._fanout(side, items), fresh)
 
-    async def bump(self, key: str, token: bytes, ttl_ms: int) -> None:
+    async def bump(self, token_key: str, token: bytes, ttl_ms: int) -> None:
         side = await self._ready(durable=True)
-        await self._fanout(side, commands.bump(self.layout, key, token, ttl_ms), durable=True)
+        await self._fanout(side, commands.bump(self.layout, token_key, token, ttl_ms), durable=True)
 
     async def store_if_unchanged(
-        self,
-        key: str,
-        value: bytes,
-        ttl_ms: int,
-        lease: bytes,
-        token_keys: Sequence[str],
-        token_ttl_ms: int,
+        self, keys: EntryKeys, value: bytes, ttl_ms: int, lease: bytes, token_ttl_ms: int
     ) -> bool:
         side = await self._ready()
-        call = commands.store_if_unchanged(
-            self.layout, key, value, ttl_ms, lease, token_keys, token_ttl_ms
-        )
+        call = commands.store_if_unchanged(self.layout, keys, value, ttl_ms, lease, token_ttl_ms)
         return bool(await self._script(side, *call))
 
     async def set(self, key: str, value: bytes, ttl_ms: int) -> None:

@@ -8,8 +8,9 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from freshcache.backends.base import EntryKeys
 from freshcache.backends.cluster.layout import TAG_LENGTH, ShardLayout
-from freshcache.backends.redis import (
+from freshcache.backends.redis.scripts import (
     RELEASE_LOCK,
     SCAN_COUNT,
     STORE_IF_UNCHANGED,
@@ -55,21 +56,25 @@ def _placed(layout: ShardLayout, key: str) -> tuple[int, str]:
     return layout.slots[shard], layout.tags[shard] + key
 
 
-def get_many(layout: ShardLayout, keys: Sequence[str]) -> Routed:
-    shard = layout.shard_of(keys[0])  # the entry routes its token keys
+def get_many(layout: ShardLayout, keys: EntryKeys) -> Routed:
+    shard = layout.shard_of(keys.entry)  # the entry routes its token keys
     tag, slot = layout.tags[shard], layout.slots[shard]
-    return slot, ("MGET", *[tag + key for key in keys])
+    return slot, ("MGET", *[tag + key for key in keys.fetch])
 
 
 def create_tokens(
-    layout: ShardLayout, route: str, keys: Sequence[str], fresh: Sequence[bytes], ttl_ms: int
+    layout: ShardLayout,
+    keys: EntryKeys,
+    missing: Sequence[str],
+    fresh: Sequence[bytes],
+    ttl_ms: int,
 ) -> list[Item]:
-    """One slot, so one pipeline on one node."""
-    shard = layout.shard_of(route)
+    """One slot (the entry's), so one pipeline on one node."""
+    shard = layout.shard_of(keys.entry)
     tag, slot = layout.tags[shard], layout.slots[shard]
     return [
         (slot, ("SET", tag + key, token, "NX", "GET", "PX", ttl_ms), _SET_GET)
-        for key, token in zip(keys, fresh, strict=True)
+        for key, token in zip(missing, fresh, strict=True)
     ]
 
 
@@ -78,29 +83,23 @@ def tokens_now(previous: Sequence[bytes | None], fresh: Sequence[bytes]) -> list
     return [old if old is not None else new for old, new in zip(previous, fresh, strict=True)]
 
 
-def bump(layout: ShardLayout, key: str, token: bytes, ttl_ms: int) -> list[Item]:
+def bump(layout: ShardLayout, token_key: str, token: bytes, ttl_ms: int) -> list[Item]:
     # XX: rewrite the copies that exist. A shard without one has no valid entry under this
     # prefix, and a copy created there later is created after this bump, so whoever creates
     # it computes after the write this invalidates.
     return [
-        (slot, ("SET", tag + key, token, "XX", "PX", ttl_ms), NO_OPTIONS)
+        (slot, ("SET", tag + token_key, token, "XX", "PX", ttl_ms), NO_OPTIONS)
         for tag, slot in zip(layout.tags, layout.slots, strict=True)
     ]
 
 
 def store_if_unchanged(
-    layout: ShardLayout,
-    key: str,
-    value: bytes,
-    ttl_ms: int,
-    lease: bytes,
-    token_keys: Sequence[str],
-    token_ttl_ms: int,
+    layout: ShardLayout, keys: EntryKeys, value: bytes, ttl_ms: int, lease: bytes, token_ttl_ms: int
 ) -> ScriptCall:
-    shard = layout.shard_of(key)
+    shard = layout.shard_of(keys.entry)
     tag = layout.tags[shard]
-    keys = [tag + key, *[tag + token_key for token_key in token_keys]]  # one slot
-    return layout.slots[shard], STORE, keys, [value, ttl_ms, lease, token_ttl_ms]
+    physical = [tag + key for key in keys.fetch]  # the entry, then its tokens: one slot
+    return layout.slots[shard], STORE, physical, [value, ttl_ms, lease, token_ttl_ms]
 
 
 def set_value(layout: ShardLayout, key: str, value: bytes, ttl_ms: int) -> Routed:

@@ -15,14 +15,14 @@ import redis
 import redis.exceptions
 from redis.backoff import NoBackoff
 
-from freshcache.backends.base import BackendError
+from freshcache.backends.base import BackendError, EntryKeys
 from freshcache.backends.cluster import commands, routing
 from freshcache.backends.cluster.commands import NO_OPTIONS, Item, Script
 from freshcache.backends.cluster.errors import ERRORS, REFRESH_ERRORS, classify
 from freshcache.backends.cluster.layout import ShardLayout
 from freshcache.backends.cluster.settings import parse_cluster_url, validate_options
 from freshcache.backends.cluster.topology import MAX_REDIRECTS, Topology, wait_ms
-from freshcache.backends.redis import pool_options
+from freshcache.backends.redis.options import pool_options
 
 T = TypeVar("T")
 
@@ -213,7 +213,7 @@ class SyncClusterBackend:
 
     # -- the SyncBackend methods
 
-    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+    def get_many(self, keys: EntryKeys) -> list[bytes | None]:
         topology = self.topology
         if topology.stale:
             self._refresh_soon(topology)
@@ -233,29 +233,21 @@ class SyncClusterBackend:
         return result
 
     def create_tokens(
-        self, route: str, keys: Sequence[str], fresh: Sequence[bytes], ttl_ms: int
+        self, keys: EntryKeys, missing: Sequence[str], fresh: Sequence[bytes], ttl_ms: int
     ) -> list[bytes]:
         topology = self._ready()
-        items = commands.create_tokens(self.layout, route, keys, fresh, ttl_ms)
+        items = commands.create_tokens(self.layout, keys, missing, fresh, ttl_ms)
         return commands.tokens_now(self._fanout(topology, items), fresh)
 
-    def bump(self, key: str, token: bytes, ttl_ms: int) -> None:
+    def bump(self, token_key: str, token: bytes, ttl_ms: int) -> None:
         topology = self._ready(durable=True)
-        self._fanout(topology, commands.bump(self.layout, key, token, ttl_ms), durable=True)
+        self._fanout(topology, commands.bump(self.layout, token_key, token, ttl_ms), durable=True)
 
     def store_if_unchanged(
-        self,
-        key: str,
-        value: bytes,
-        ttl_ms: int,
-        lease: bytes,
-        token_keys: Sequence[str],
-        token_ttl_ms: int,
+        self, keys: EntryKeys, value: bytes, ttl_ms: int, lease: bytes, token_ttl_ms: int
     ) -> bool:
         topology = self._ready()
-        call = commands.store_if_unchanged(
-            self.layout, key, value, ttl_ms, lease, token_keys, token_ttl_ms
-        )
+        call = commands.store_if_unchanged(self.layout, keys, value, ttl_ms, lease, token_ttl_ms)
         return bool(self._script(topology, *call))
 
     def set(self, key: str, value: bytes, ttl_ms: int) -> None:

@@ -1,9 +1,9 @@
-"""What a ``@cached`` decoration declares, validated once at decoration time, and the key
-arithmetic that turns one call into its entry key and token keys."""
+"""What a ``@cached`` decoration declares, validated once at decoration time, and how one call
+becomes its ``Located`` keys (memoised: the hit path computes no key text for repeated calls
+with simple arguments)."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import logging
 import typing
@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from freshcache import codecs
+from freshcache._engine.keyspace import KeySpace, Located
 from freshcache.keys import (
     SEGMENT_SEPARATOR,
     ArgumentBinder,
@@ -19,7 +20,6 @@ from freshcache.keys import (
     escape,
     validate_key_prefix,
 )
-from freshcache.tokens import token_keys_for
 
 log = logging.getLogger("freshcache")
 Seconds = float | int | dt.timedelta
@@ -38,16 +38,6 @@ def to_ms(value: Seconds, what: str) -> int:
     if value <= 0:
         raise ValueError(f"freshcache: {what} must be positive, got {value!r}")
     return max(1, int(value * 1000))
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Located:
-    """One call's place in the cache: entry key, its token keys (root first), and the
-    keys to fetch in one round trip (entry first)."""
-
-    key: str
-    token_keys: list[str]
-    fetch: list[str]
 
 
 class FunctionSpec:
@@ -97,7 +87,7 @@ class FunctionSpec:
             raise ValueError("freshcache: early_refresh_beta must be positive")
         self.early_refresh_beta = early_refresh_beta
         self.single_flight = single_flight
-        self._token_keys: dict[tuple[str, str], list[str]] = {}
+        self._token_keys: dict[tuple[str, str], tuple[str, ...]] = {}
         # Memo of positional calls with simple argument types -> Located, per namespace. The
         # instance (self/cls) is left out of the memo key exactly as it is left out of the key.
         self._skip_first = bool(self.binder.names) and self.binder.names[0] in (
@@ -141,34 +131,35 @@ class FunctionSpec:
             return escape(self.custom_key(*args, **kwargs))
         return args_hash(self.binder.key_part(bound))
 
-    def locate(self, namespace: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Located:
+    def locate(self, space: KeySpace, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Located:
         if kwargs or not self._memoizable:
-            return self._locate(namespace, args, kwargs)
+            return self._locate(space, args, kwargs)
         memo_args = args[1:] if self._skip_first else args
         for value in memo_args:
             if type(value) not in _MEMO_SAFE_TYPES:
-                return self._locate(namespace, args, kwargs)
-        memo_key = (namespace, memo_args)
+                return self._locate(space, args, kwargs)
+        memo_key = (space.namespace, memo_args)
         located = self._locations.get(memo_key)
         if located is None:
-            located = self._locate(namespace, args, kwargs)
+            located = self._locate(space, args, kwargs)
             if len(self._locations) >= _LOCATION_MEMO_LIMIT:
                 self._locations.clear()
             self._locations[memo_key] = located
         return located
 
-    def _locate(self, namespace: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Located:
+    def _locate(self, space: KeySpace, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Located:
         bound = self.binder.bind(args, kwargs)
         prefix = self.prefix.fill(bound)
         tail = self.args_segment(args, kwargs, bound)
         if self.version_segment is not None:
             tail = f"{self.version_segment}{SEGMENT_SEPARATOR}{tail}"
-        key = f"{namespace}:{prefix}:{self.function_segment}:{tail}"
-        memo_key = (namespace, prefix)
+        relative = SEGMENT_SEPARATOR.join((prefix, self.function_segment, tail))
+        memo_key = (space.namespace, prefix)
         token_keys = self._token_keys.get(memo_key)
         if token_keys is None:
             if len(self._token_keys) >= _TOKEN_KEY_MEMO_LIMIT:
                 self._token_keys.clear()
+            # The prefix was filled from escaped values: its separators are the template's.
             segments = [*prefix.split(SEGMENT_SEPARATOR), self.function_segment]
-            token_keys = self._token_keys[memo_key] = token_keys_for(namespace, segments)
-        return Located(key, token_keys, [key, *token_keys])
+            token_keys = self._token_keys[memo_key] = space.token_keys(segments)
+        return space.located(relative, token_keys)

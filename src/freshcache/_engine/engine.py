@@ -1,0 +1,218 @@
+"""The engine: the read, store and invalidate paths of one cache, composed from the parts in
+this package. ``Cache`` (the public face) builds one and delegates to it; the decorated
+functions call it directly.
+
+Read (one round trip): fetch the entry and the current tokens of all its prefixes together.
+The entry is valid only if it starts with the stamp of those tokens. On a miss, the tokens read
+are the ones stored with the new value, and the store is conditional on the entry being
+unchanged since the read (a lease), so a reader that loaded before an invalidation can never
+make its value visible after it.
+
+Seams for what comes next: the read path is ``call_async`` / ``call_sync`` (the hit is written
+out in each; everything else is ``flows.after_read``); the invalidation path is
+``invalidate_now_async`` / ``invalidate_now_sync`` (``flows.invalidate_now``, one pattern at a
+time through ``flows.apply``); breaker and kept invalidations are ``health``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from freshcache._engine import flows
+from freshcache._engine.drivers import Drivers, Flights
+from freshcache._engine.health import Health
+from freshcache._engine.invalidation import Invalidations, Prepared, Strategy
+from freshcache._engine.keyspace import KeySpace, Located
+from freshcache._engine.ledger import Ledger
+from freshcache._engine.rules import NO_VALUE, EntryRules
+from freshcache._engine.scope import Scope, current
+from freshcache._engine.spec import FunctionSpec
+from freshcache.backends import BackendError, BackendSet
+from freshcache.resilience import BreakerState
+
+Args = tuple[Any, ...]
+Kwargs = dict[str, Any]
+CallPath = Callable[[FunctionSpec, Args, Kwargs], Any]
+
+
+class Engine:
+    """One cache's paths. Public attributes are the parts, for tools and tests to read."""
+
+    def __init__(
+        self,
+        *,
+        keys: KeySpace,
+        backends: BackendSet,
+        strategy: Strategy,
+        rules: EntryRules,
+        health: Health,
+        ledger: Ledger,
+    ) -> None:
+        self.keys = keys
+        self.backends = backends
+        self.strategy = strategy
+        self.rules = rules
+        self.health = health
+        self.ledger = ledger
+        self.clock = health.clock
+        self.flights = Flights()
+        self.drivers = Drivers(backends, self.flights)
+        self.context = flows.Context(rules, health, keys)
+        self.invalidations = Invalidations(keys, strategy, health, ledger)
+        # The variant of the read path is chosen once, here: the per-call path has no branch
+        # for the strategy (the naive one exists only to be measured against).
+        self.call_async: Callable[[FunctionSpec, Args, Kwargs], Awaitable[Any]]
+        self.call_sync: CallPath
+        if strategy is Strategy.SCAN:
+            self.call_async, self.call_sync = self._naive_async, self._naive_sync
+        else:
+            self.call_async, self.call_sync = self._read_async, self._read_sync
+
+    def locate(self, spec: FunctionSpec, args: Args, kwargs: Kwargs) -> Located:
+        return spec.locate(self.keys, args, kwargs)
+
+    # ================================================================== reads
+
+    # The hit path is written out for each driver: it is the one place where a generator's
+    # microsecond would show. Everything after a read that was not a plain hit is a flow.
+
+    async def _read_async(self, spec: FunctionSpec, args: Args, kwargs: Kwargs) -> Any:
+        counters = self.ledger.counters(spec)
+        health = self.health
+        breaker = health.breaker
+        if (health.pending or breaker.state is not BreakerState.CLOSED) and not (
+            await self.drivers.run_async(flows.recover(self.invalidations))
+        ):
+            counters.bypasses[health.bypass_reason()] += 1
+            return await spec.func(*args, **kwargs)
+        loc = spec.locate(self.keys, args, kwargs)
+        started = self.clock()
+        try:
+            values = await self.backends.async_backend.get_many(loc)
+        except BackendError as exc:
+            health.failed(exc, counters)
+            return await spec.func(*args, **kwargs)
+        if health.last_error is not None or breaker.state is not BreakerState.CLOSED:
+            health.succeeded()
+        value, stamp = self.rules.judge(spec, values, counters)
+        if value is not NO_VALUE and not (
+            spec.early_refresh and self.rules.refresh_due(spec, values[0], stamp)
+        ):
+            counters.hits += 1
+            counters.observe(self.clock() - started)
+            return value
+        lookup = flows.Lookup(spec, loc, counters)
+        flow = flows.after_read(self.context, lookup, values, value, stamp)
+        result = await self.drivers.run_async(flow, spec, args, kwargs)
+        counters.observe(self.clock() - started)
+        return result
+
+    def _read_sync(self, spec: FunctionSpec, args: Args, kwargs: Kwargs) -> Any:
+        counters = self.ledger.counters(spec)
+        health = self.health
+        breaker = health.breaker
+        if (health.pending or breaker.state is not BreakerState.CLOSED) and not (
+            self.drivers.run_sync(flows.recover(self.invalidations))
+        ):
+            counters.bypasses[health.bypass_reason()] += 1
+            return spec.func(*args, **kwargs)
+        loc = spec.locate(self.keys, args, kwargs)
+        started = self.clock()
+        try:
+            values = self.backends.sync_backend.get_many(loc)
+        except BackendError as exc:
+            health.failed(exc, counters)
+            return spec.func(*args, **kwargs)
+        if health.last_error is not None or breaker.state is not BreakerState.CLOSED:
+            health.succeeded()
+        value, stamp = self.rules.judge(spec, values, counters)
+        if value is not NO_VALUE and not (
+            spec.early_refresh and self.rules.refresh_due(spec, values[0], stamp)
+        ):
+            counters.hits += 1
+            counters.observe(self.clock() - started)
+            return value
+        lookup = flows.Lookup(spec, loc, counters)
+        flow = flows.after_read(self.context, lookup, values, value, stamp)
+        result = self.drivers.run_sync(flow, spec, args, kwargs)
+        counters.observe(self.clock() - started)
+        return result
+
+    async def _naive_async(self, spec: FunctionSpec, args: Args, kwargs: Kwargs) -> Any:
+        found = await self._bypass_or_lookup_async(spec, args, kwargs)
+        if found is None:
+            return await spec.func(*args, **kwargs)
+        flow = flows.naive(self.context, found)
+        return await self.drivers.run_async(flow, spec, args, kwargs)
+
+    def _naive_sync(self, spec: FunctionSpec, args: Args, kwargs: Kwargs) -> Any:
+        found = self._bypass_or_lookup_sync(spec, args, kwargs)
+        if found is None:
+            return spec.func(*args, **kwargs)
+        return self.drivers.run_sync(flows.naive(self.context, found), spec, args, kwargs)
+
+    async def _bypass_or_lookup_async(
+        self, spec: FunctionSpec, args: Args, kwargs: Kwargs
+    ) -> flows.Lookup | None:
+        counters = self.ledger.counters(spec)
+        if not self.health.usable and not await self.drivers.run_async(
+            flows.recover(self.invalidations)
+        ):
+            counters.bypasses[self.health.bypass_reason()] += 1
+            return None
+        return flows.Lookup(spec, spec.locate(self.keys, args, kwargs), counters)
+
+    def _bypass_or_lookup_sync(
+        self, spec: FunctionSpec, args: Args, kwargs: Kwargs
+    ) -> flows.Lookup | None:
+        counters = self.ledger.counters(spec)
+        if not self.health.usable and not self.drivers.run_sync(flows.recover(self.invalidations)):
+            counters.bypasses[self.health.bypass_reason()] += 1
+            return None
+        return flows.Lookup(spec, spec.locate(self.keys, args, kwargs), counters)
+
+    # ================================================================== warming
+
+    async def warm_async(self, spec: FunctionSpec, args: Args, kwargs: Kwargs) -> Any:
+        lookup = flows.Lookup(spec, self.locate(spec, args, kwargs), self.ledger.counters(spec))
+        return await self.drivers.run_async(flows.warm(self.context, lookup), spec, args, kwargs)
+
+    def warm_sync(self, spec: FunctionSpec, args: Args, kwargs: Kwargs) -> Any:
+        lookup = flows.Lookup(spec, self.locate(spec, args, kwargs), self.ledger.counters(spec))
+        return self.drivers.run_sync(flows.warm(self.context, lookup), spec, args, kwargs)
+
+    # ================================================================== invalidation
+
+    def deferred(self) -> Scope:
+        return Scope(self, self.invalidate_now_async, self.invalidate_now_sync)
+
+    def scope(self) -> Scope | None:
+        """The innermost open unit of work of this engine, if any."""
+        return current(self)
+
+    async def invalidate(self, patterns: Iterable[str], label: str | None = None) -> None:
+        prepared = self.invalidations.prepare(patterns, label)
+        scope = current(self)
+        if scope is not None:
+            scope.defer(prepared)
+            return
+        await self.invalidate_now_async(prepared)
+
+    def invalidate_sync(self, patterns: Iterable[str], label: str | None = None) -> None:
+        prepared = self.invalidations.prepare(patterns, label)
+        scope = current(self)
+        if scope is not None:
+            scope.defer(prepared)
+            return
+        self.invalidate_now_sync(prepared)
+
+    async def invalidate_now_async(self, prepared: list[Prepared]) -> None:
+        await self.drivers.run_async(flows.invalidate_now(self.invalidations, prepared))
+
+    def invalidate_now_sync(self, prepared: list[Prepared]) -> None:
+        self.drivers.run_sync(flows.invalidate_now(self.invalidations, prepared))
+
+    def entry_pattern(self, spec: FunctionSpec, args: Args, kwargs: Kwargs) -> str:
+        """The exact key of one call, relative to the namespace (an ENTRY pattern)."""
+        return self.locate(spec, args, kwargs).relative

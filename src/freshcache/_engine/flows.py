@@ -1,0 +1,304 @@
+"""The cache's procedures, written once for async and sync callers.
+
+Each procedure is a generator that yields operations (``ops``: a typed backend call, the user's
+function, a pause, a shared single-flight computation) and receives their results; the drivers
+(``drivers``) run it with ``await`` for async callers and plainly for sync ones. A failed
+operation is thrown back into the generator at the ``yield``, so ``try``/``except BackendError``
+and ``finally`` read as in ordinary code. The hit path does not come here: it is a few lines in
+each of the engine's call paths, and a generator would cost it a microsecond.
+
+A procedure receives the small objects it needs (``Context`` for reads, ``Invalidations`` for
+writes) and the ``Lookup`` of one call; never the cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from typing import Any
+
+from freshcache import entry as envelope
+from freshcache._engine.health import Health
+from freshcache._engine.invalidation import Invalidations, Prepared, Strategy
+from freshcache._engine.keyspace import KeySpace, Located
+from freshcache._engine.ops import (
+    COMPUTE,
+    AcquireLock,
+    Bump,
+    CreateTokens,
+    Delete,
+    DeleteMatching,
+    FlightPool,
+    Flow,
+    GetMany,
+    InFlight,
+    ReleaseLock,
+    SetValue,
+    Shared,
+    Sleep,
+    StoreIfUnchanged,
+    call,
+)
+from freshcache._engine.rules import (
+    MIN_TOKEN_TTL_MS,
+    MIN_TOMBSTONE_TTL_MS,
+    NO_VALUE,
+    EntryRules,
+)
+from freshcache._engine.spec import FunctionSpec
+from freshcache.backends.base import BackendError, EntryKeys
+from freshcache.metrics import Counters
+from freshcache.tokens import PatternKind, new_token
+
+#: Backoff of a process waiting on another's lock: 4 ms doubling to at most 200 ms.
+LOCK_POLL_FIRST, LOCK_POLL_MAX = 0.004, 0.2
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Context:
+    """What the read procedures use: entry rules, health (breaker), key space, the clock."""
+
+    rules: EntryRules
+    health: Health
+    keys: KeySpace
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Lookup:
+    """One cached call in progress: the function, its keys, its stats record."""
+
+    spec: FunctionSpec
+    loc: Located
+    counters: Counters
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Hit:
+    value: Any
+
+
+# ------------------------------------------------------------------------------ reading
+
+
+def after_read(
+    ctx: Context, lookup: Lookup, values: list[bytes | None], value: Any, stamp: bytes | None
+) -> Flow[Any]:
+    """Everything after a read that was not a plain hit: an early refresh, or a miss."""
+    loc, counters = lookup.loc, lookup.counters
+    lease = envelope.lease_of(values[0])
+    if value is not NO_VALUE:
+        assert stamp is not None  # a valid entry was read under a complete stamp
+        if (yield InFlight((loc.entry, stamp, lease))):
+            counters.hits += 1  # someone in this process is already refreshing it
+            return value
+        counters.early_refreshes += 1
+        return (yield from flight(ctx, lookup, stamp, lease))
+    if stamp is None:
+        missing, fresh = ctx.rules.missing_tokens(loc, values)
+        try:
+            # One creation per process for callers that found the same tokens missing; it
+            # must happen before the body runs, so the value is stored under them.
+            created = yield Shared(
+                FlightPool.TOKENS,
+                (loc.entry, *missing),
+                lambda: call(CreateTokens(loc, missing, fresh, MIN_TOKEN_TTL_MS)),
+            )
+        except BackendError as exc:
+            ctx.health.failed(exc, counters)
+            return (yield COMPUTE)
+        stamp = ctx.rules.merged_stamp(loc, values, missing, created)
+    return (yield from flight(ctx, lookup, stamp, lease))
+
+
+def flight(ctx: Context, lookup: Lookup, stamp: bytes, lease: bytes) -> Flow[Any]:
+    spec = lookup.spec
+
+    def make() -> Flow[Any]:
+        if spec.lock:
+            return fill_locked(ctx, lookup, stamp, lease)
+        return fill(ctx, lookup, stamp, lease)
+
+    if not spec.single_flight:
+        return (yield from make())
+    # Keyed by the tokens and the lease too: a read that began after an invalidation (a new
+    # token, or a tombstone at the entry) never joins a computation that began before it.
+    return (yield Shared(FlightPool.VALUES, (lookup.loc.entry, stamp, lease), make))
+
+
+def fill(ctx: Context, lookup: Lookup, stamp: bytes, lease: bytes) -> Flow[Any]:
+    """Compute the value and store it if the entry is still what the reader saw."""
+    spec, counters, rules = lookup.spec, lookup.counters, ctx.rules
+    started = ctx.health.clock()
+    value = yield COMPUTE
+    entry = rules.encode_entry(spec, value, stamp, ctx.health.clock() - started, counters)
+    if entry is None:
+        return value
+    ttl_ms = rules.ttl_ms(spec)
+    store = StoreIfUnchanged(lookup.loc, entry, ttl_ms, lease, rules.token_ttl_ms(ttl_ms))
+    try:
+        stored = yield from call(store)
+    except BackendError as exc:
+        ctx.health.failed(exc, counters)
+        return value
+    if stored:
+        counters.sets += 1
+    else:
+        counters.bypasses["lease_lost"] += 1  # invalidated while computing: not stored
+    return value
+
+
+def fill_locked(ctx: Context, lookup: Lookup, stamp: bytes, lease: bytes) -> Flow[Any]:
+    """``fill`` under a distributed lock: one computation across processes."""
+    spec, counters, clock = lookup.spec, lookup.counters, ctx.health.clock
+    lock_key = ctx.keys.lock_key(lookup.loc, stamp)
+    owner = new_token()
+    try:
+        acquired = yield from call(AcquireLock(lock_key, owner, spec.lock_timeout_ms))
+    except BackendError as exc:
+        ctx.health.failed(exc, counters)
+        return (yield from fill(ctx, lookup, stamp, lease))
+    if acquired:
+        try:
+            # Look again now that we hold the lock: the previous holder may have stored the
+            # value between our read and our acquiring the lock.
+            seen = yield from reread(ctx, lookup, stamp)
+            if isinstance(seen, Hit):
+                return seen.value
+            return (yield from fill(ctx, lookup, stamp, seen))
+        finally:
+            with contextlib.suppress(BackendError):  # else it expires after lock_timeout
+                yield from call(ReleaseLock(lock_key, owner))
+    counters.lock_waits += 1
+    deadline = clock() + spec.lock_timeout_ms / 1000
+    delay = LOCK_POLL_FIRST
+    while (remaining := deadline - clock()) > 0:
+        # Exponential backoff, not a polling storm: a handful of reads per waiting process.
+        yield Sleep(min(delay, remaining))
+        delay = min(delay * 2, LOCK_POLL_MAX)
+        seen = yield from reread(ctx, lookup, stamp)
+        if isinstance(seen, Hit):
+            return seen.value
+        lease = seen
+    # The holder died or is too slow: compute ourselves rather than wait forever.
+    return (yield from fill(ctx, lookup, stamp, lease))
+
+
+def reread(ctx: Context, lookup: Lookup, stamp: bytes) -> Flow[Hit | bytes]:
+    """A hit for ``stamp``, or the lease to store under."""
+    try:
+        values = yield from call(GetMany(lookup.loc))
+    except BackendError as exc:
+        ctx.health.failed(exc, lookup.counters)
+        return envelope.ABSENT_LEASE
+    raw = values[0]
+    if raw is not None and raw.startswith(stamp):
+        value = ctx.rules.decode_valid(lookup.spec, raw, stamp, lookup.counters)
+        if value is not NO_VALUE:
+            return Hit(value)
+    return envelope.lease_of(raw)
+
+
+def naive(ctx: Context, lookup: Lookup) -> Flow[Any]:
+    """``strategy="scan"``: the audited design (GET, SET, no tokens), kept for comparison."""
+    spec, loc, counters, rules = lookup.spec, lookup.loc, lookup.counters, ctx.rules
+    try:
+        (raw,) = yield from call(GetMany(EntryKeys.of(loc.entry)))  # no tokens
+    except BackendError as exc:
+        ctx.health.failed(exc, counters)
+        return (yield COMPUTE)
+    if raw is not None:
+        value = rules.decode_valid(spec, raw, b"", counters)
+        if value is not NO_VALUE:
+            counters.hits += 1
+            return value
+    counters.misses += 1
+    started = ctx.health.clock()
+    value = yield COMPUTE
+    entry = rules.encode_entry(spec, value, b"", ctx.health.clock() - started, counters)
+    if entry is not None:
+        try:
+            yield from call(SetValue(loc.entry, entry, rules.ttl_ms(spec)))
+            counters.sets += 1
+        except BackendError as exc:
+            ctx.health.failed(exc, counters)
+    return value
+
+
+def warm(ctx: Context, lookup: Lookup) -> Flow[Any]:
+    """Recompute one entry and store it, whatever is cached now."""
+    loc = lookup.loc
+    try:
+        values = yield from call(GetMany(loc))
+        missing, fresh = ctx.rules.missing_tokens(loc, values)
+        created = (
+            (yield from call(CreateTokens(loc, missing, fresh, MIN_TOKEN_TTL_MS)))
+            if missing
+            else []
+        )
+    except BackendError as exc:
+        ctx.health.failed(exc, lookup.counters)
+        return (yield COMPUTE)
+    stamp = ctx.rules.merged_stamp(loc, values, missing, created)
+    return (yield from fill(ctx, lookup, stamp, envelope.lease_of(values[0])))
+
+
+# ------------------------------------------------------------------------------ invalidating
+
+
+def apply(inv: Invalidations, pattern: str) -> Flow[None]:
+    plan = inv.plan(pattern)
+    keys = inv.keys
+    if plan.kind is PatternKind.GENERATION:
+        yield from call(Bump(keys.token_key(plan.segments), new_token(), MIN_TOKEN_TTL_MS))
+    elif plan.kind is PatternKind.ENTRY:
+        key = keys.key(pattern)
+        if inv.strategy is Strategy.SCAN:  # the naive design deletes
+            yield from call(Delete((key,)))
+        else:
+            # A tombstone, never a bare delete: a reader that loaded before it cannot store.
+            tombstone = envelope.tombstone(new_token())
+            yield from call(SetValue(key, tombstone, MIN_TOMBSTONE_TTL_MS))
+    else:
+        yield from call(DeleteMatching(keys.key(pattern), keys.reserved_prefix))
+
+
+def recover(inv: Invalidations) -> Flow[bool]:
+    """True when the cache may be used again: the breaker lets a call through and every kept
+    invalidation has been replayed, in order."""
+    health = inv.health
+    if not health.breaker.allow():
+        return False
+    if not health.pending:
+        return True
+    if not health.begin_replay():
+        return False  # another caller is replaying; bypass until it is done
+    try:
+        batch = health.pending.snapshot()
+        for pattern, _sequence in batch:
+            yield from apply(inv, pattern)
+    except BackendError as exc:
+        health.failed(exc)
+        return False
+    finally:
+        health.end_replay()
+    health.pending.discard_applied(batch)
+    health.succeeded()
+    for pattern, _sequence in batch:
+        inv.record(pattern, None, applied=True, kind="replayed")
+    return not health.pending
+
+
+def invalidate_now(inv: Invalidations, prepared: list[Prepared]) -> Flow[None]:
+    for pattern, label in prepared:
+        # Order matters: anything kept from before must be applied before this one.
+        if not (yield from recover(inv)):
+            inv.kept(pattern, label)
+            continue
+        try:
+            yield from apply(inv, pattern)
+        except BackendError as exc:
+            inv.health.failed(exc)
+            inv.kept(pattern, label)
+        else:
+            inv.health.succeeded()
+            inv.record(pattern, label, applied=True)
