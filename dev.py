@@ -62,6 +62,7 @@ def main(argv: list[str]) -> int:
             _run(BIN / "ruff", "check", "--no-cache", *lint)
             _run(BIN / "ruff", "format", "--check", "--no-cache", *lint)
             _run(BIN / "mypy")
+            _run(BIN / "lint-imports")  # the dependency rules in .importlinter
             _run(PY, "-m", "pytest", *rest)
         elif command == "bench":
             _run(PY, "benchmarks/run.py", *(rest or ["--quick"]))
