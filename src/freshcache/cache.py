@@ -85,7 +85,7 @@ class Cache:
         self.backends: BackendSet = open_backends(
             url, ConnectionOptions(float(timeout), max_connections, float(pool_timeout), clock)
         )
-        self.metrics = Metrics()
+        self.metrics = Metrics(wall_clock=wall_clock)
         self.breaker = CircuitBreaker(breaker_threshold, breaker_cooldown, clock)
         self.pending = PendingInvalidations(max_pending_invalidations)
         rules = EntryRules(

@@ -12,7 +12,7 @@ import collections
 import dataclasses
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
 #: Upper bounds (seconds) of the latency histogram buckets; the last bucket is +Inf.
@@ -114,7 +114,8 @@ class InvalidationEvent:
 class Metrics:
     """All counters of one cache, keyed by key prefix (as written, templates unfilled)."""
 
-    def __init__(self, recent: int = 50) -> None:
+    def __init__(self, recent: int = 50, wall_clock: Callable[[], float] = time.time) -> None:
+        self._wall_clock = wall_clock  # stamps recent invalidations (epoch seconds)
         self._by_prefix: dict[str, Counters] = {}
         self._lock = threading.Lock()
         self._recent: collections.deque[InvalidationEvent] = collections.deque(maxlen=recent)
@@ -132,7 +133,7 @@ class Metrics:
         if applied:
             for prefix in prefixes:
                 self.for_prefix(prefix).invalidations[kind] += 1
-        self._recent.appendleft(InvalidationEvent(time.time(), pattern, kind, applied))
+        self._recent.appendleft(InvalidationEvent(self._wall_clock(), pattern, kind, applied))
 
     def recent_invalidations(self) -> list[InvalidationEvent]:
         return list(self._recent)

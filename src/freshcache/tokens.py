@@ -22,7 +22,10 @@ LOCK_SEGMENT = "__lock__"  # "{namespace}:__lock__:{key}:{stamp digest}" is a st
 
 
 def new_token() -> bytes:
-    """A token never issued before: nanosecond clock and 48 random bits, 24 hex digits."""
+    """A token never issued before: nanosecond clock and 32 random bits, 24 hex digits.
+
+    The real clock on purpose, not a cache's injected one: uniqueness across processes and
+    restarts is the point, and a test's frozen clock would make tokens repeat."""
     return f"{time.time_ns() & 0xFFFFFFFFFFFFFFFF:016x}{os.urandom(4).hex()}".encode()
 
 

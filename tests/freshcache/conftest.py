@@ -1,4 +1,4 @@
-"""The freshcache behaviour suite runs once per backend (STYLE.md item 11).
+"""The freshcache behaviour suite runs once per backend.
 
 ``backend_url`` is parametrised over ``BACKENDS``: an id and the fixture that gives its URL
 (``None``: the URL itself). A new backend is one more line here; every test that takes

@@ -1,4 +1,4 @@
-"""The public surface (DESIGN.md section 2): names, configuration, lazy binding, bound
+"""The public surface: names, configuration, lazy binding, bound
 decorators, validation errors, and the fidelity of the wrappers."""
 
 from __future__ import annotations

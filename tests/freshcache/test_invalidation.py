@@ -1,4 +1,4 @@
-"""Invalidation by generations (DESIGN.md section 3), on the audit's own scenarios: every read
+"""Invalidation by generation tokens (a bump per prefix, a tombstone per entry), on the audit's own scenarios: every read
 after a write returns what the write did, only what was meant is invalidated, and nothing a
 value contains can widen an invalidation."""
 

@@ -1,4 +1,4 @@
-"""Cache keys (DESIGN.md sections 1-3): binding, exclusions, format, versions, custom keys,
+"""Cache keys: binding, exclusions, format, versions, custom keys,
 templates, and the escaping of every value placed in a key or a pattern."""
 
 from __future__ import annotations

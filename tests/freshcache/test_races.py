@@ -1,4 +1,4 @@
-"""Races (DESIGN.md sections 3 and 4), driven deterministically with asyncio.Event: the test
+"""Races between reads and invalidations, driven deterministically with asyncio.Event: the test
 decides the interleaving; nothing sleeps hoping that a race happens.
 
 The promise under test: after an invalidation returns, no read that starts later returns a value

@@ -1,4 +1,4 @@
-"""Redis specifics (DESIGN.md sections 3 and 5b): round trips counted on the wire, the commands
+"""Redis specifics (one round trip per hit, a pool that waits): round trips counted on the wire, the commands
 used on the request path, and 1,000 concurrent callers through the default pool.
 
 Round trips are counted client-side: every ``send_packed_command`` of redis-py's asyncio
@@ -22,8 +22,8 @@ from fc_helpers import Calls
 from freshcache import Cache
 from support.servers import RedisServer
 
-# What a managed Redis allows and freshcache may use (DESIGN.md section 3: no KEYS, CONFIG,
-# DEBUG, CLIENT SETNAME requirements), including what its scripts call.
+# What a managed Redis allows and freshcache may use on the request path (no KEYS, CONFIG,
+# DEBUG or CLIENT SETNAME requirements), including what its scripts call.
 ALLOWED = {"mget", "set", "get", "evalsha", "script|load", "scan", "unlink", "pttl", "pexpire"}
 CONNECTION_SETUP = {"CLIENT", "HELLO", "SELECT", "AUTH", "PING"}
 # Connection set-up as the server counts it, and the test's own INFO.

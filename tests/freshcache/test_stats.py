@@ -1,4 +1,4 @@
-"""Stats (DESIGN.md section 6, as far as sections 2-3 rely on it): exact counters per key prefix
+"""Stats (hits, misses, stale, sets, invalidations by kind): exact counters per key prefix
 after a scripted sequence, on every backend."""
 
 from __future__ import annotations

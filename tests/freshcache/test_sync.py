@@ -1,4 +1,4 @@
-"""Synchronous functions on every backend (DESIGN.md section 2: "Sync functions work too"):
+"""Synchronous functions on every backend (they are supported like async ones):
 the same basics as the async suite, and single-flight across threads."""
 
 from __future__ import annotations

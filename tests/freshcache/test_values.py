@@ -1,4 +1,4 @@
-"""Values (DESIGN.md sections 2 and 5): a hit returns the same type and an equal value; None is
+"""Values: a hit returns the same type and an equal value; None is
 a value; what cannot be encoded is returned uncached and counted; what cannot be decoded is a
 miss, counted, and replaced; oversize values are not stored; pickle only when signed."""
 

@@ -101,10 +101,11 @@ class BackendSet:
             # Imported by name: the cluster backend is optional and loaded only when used.
             cluster = importlib.import_module("freshcache.backends.cluster")
             cls: Any = cluster.AsyncClusterBackend if async_ else cluster.SyncClusterBackend
-        else:
-            from freshcache.backends import redis as redis_backend
+            # The cluster reads the time (refresh intervals, suspect nodes): the cache's clock.
+            return cls(self.url, o.timeout, o.max_connections, o.pool_timeout, clock=o.clock)
+        from freshcache.backends import redis as redis_backend
 
-            cls = redis_backend.AsyncRedisBackend if async_ else redis_backend.SyncRedisBackend
+        cls = redis_backend.AsyncRedisBackend if async_ else redis_backend.SyncRedisBackend
         return cls(self.url, o.timeout, o.max_connections, o.pool_timeout)
 
     async def aclose(self) -> None:
