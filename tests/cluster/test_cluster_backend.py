@@ -1,5 +1,6 @@
 """freshcache on a real Redis Cluster (the session's 3 primaries + 3 replicas): the promises of
-invalidation by generation tokens where keys live in different slots, and what a hit costs on the wire."""
+invalidation by generation tokens where keys live in different slots, and what a hit costs on
+the wire."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
-"""Failures of cluster nodes (the consistency promise and the failure behaviour): a replica that does not acknowledge an
-invalidation, and a primary killed in the middle of a mixed workload while its replica takes
-over. Callers never fail, and no read that starts after an invalidation returned sees an older
-value: not during the outage (this process bypasses the cache while invalidations are kept),
-and not after it (they are replayed before the cache serves again)."""
+"""Failures of cluster nodes (the consistency promise and the failure behaviour): a replica that
+does not acknowledge an invalidation, and a primary killed in the middle of a mixed workload
+while its replica takes over. Callers never fail, and no read that starts after an invalidation
+returned sees an older value: not during the outage (this process bypasses the cache while
+invalidations are kept), and not after it (they are replayed before the cache serves again)."""
 
 from __future__ import annotations
 

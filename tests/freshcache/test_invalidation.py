@@ -1,6 +1,6 @@
-"""Invalidation by generation tokens (a bump per prefix, a tombstone per entry), on the audit's own scenarios: every read
-after a write returns what the write did, only what was meant is invalidated, and nothing a
-value contains can widen an invalidation."""
+"""Invalidation by generation tokens (a bump per prefix, a tombstone per entry), on the audit's own
+scenarios: every read after a write returns what the write did, only what was meant is
+invalidated, and nothing a value contains can widen an invalidation."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Redis specifics (one round trip per hit, a pool that waits): round trips counted on the wire, the commands
-used on the request path, and 1,000 concurrent callers through the default pool.
+"""Redis specifics (one round trip per hit, a pool that waits): round trips counted on the
+wire, the commands used on the request path, and 1,000 concurrent callers through the default pool.
 
 Round trips are counted client-side: every ``send_packed_command`` of redis-py's asyncio
 connections is one write to the socket (a pipeline is one), and its RESP payload names the
