@@ -27,8 +27,8 @@ import orjson
 from freshcache import entry as envelope
 from freshcache import flows
 from freshcache.backends import BackendError, ConnectionOptions, open_backends
-from freshcache.codecs import DecodeError, EncodeError
-from freshcache.keys import SEGMENT_SEPARATOR, WILDCARD
+from freshcache.codecs import DecodeError, EncodeError, ValueTooLarge, encode_checked
+from freshcache.keys import SEGMENT_SEPARATOR, WILDCARD, encode_surrogates
 from freshcache.metrics import Counters, Metrics, PrefixStats
 from freshcache.resilience import BreakerState, CircuitBreaker, PendingInvalidations
 from freshcache.spec import FunctionSpec, Located, Seconds, to_ms
@@ -322,15 +322,16 @@ class Cache:
         self, spec: FunctionSpec, value: Any, stamp: bytes, elapsed: float, counters: Counters
     ) -> bytes | None:
         try:
-            payload = spec.codec.encode(value)
-            if self.verify_encoding and spec.codec.decode(payload) != value:
-                raise EncodeError("the value does not survive a round trip")
-        except (EncodeError, DecodeError) as exc:
+            # Size first, then the type-strict round trip: an oversize value is encoded once.
+            payload = encode_checked(
+                spec.codec, value, max_bytes=self.max_value_bytes, verify=self.verify_encoding
+            )
+        except ValueTooLarge:
+            counters.errors["oversize"] += 1
+            return None
+        except EncodeError as exc:
             counters.errors["encode"] += 1
             log.debug("freshcache: %s returned a value that is not cached: %s", spec.qualname, exc)
-            return None
-        if len(payload) > self.max_value_bytes:
-            counters.errors["oversize"] += 1
             return None
         ttl_ms = self._ttl_ms(spec)
         return envelope.pack(stamp, int(elapsed * 1000), int(time.time() * 1000) + ttl_ms, payload)
@@ -617,7 +618,9 @@ class Cache:
 
     def _prepare(self, patterns: Iterable[str], label: str | None) -> list[tuple[str, str | None]]:
         out = []
-        for pattern in patterns:
+        for written in patterns:
+            # A lone surrogate cannot be sent to Redis: encode it as keys.escape() does.
+            pattern = encode_surrogates(written) if isinstance(written, str) else written
             classify(pattern)  # bad input fails here, at the caller, naming the problem
             out.append((pattern, label))
         return out
