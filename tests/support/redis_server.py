@@ -1,4 +1,5 @@
-"""A private redis-server for one test or one session: start, stop, crash, hang, restart."""
+"""A private redis-server for one test or one session: start, stop, crash, hang, restart, and
+restart from an older snapshot (a real BGSAVE, a real dump.rdb loaded at start)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from .process import (
     version_of,
     which_or_none,
 )
-from .resp import RedisReplyError, redis_command
+from .resp import RedisReplyError, info_fields, redis_command
 
 
 class RedisServer(ManagedServer):
@@ -55,6 +56,7 @@ class RedisServer(ManagedServer):
         self._dir: Path | None = None
         self._paused = False
         self._started_once = False
+        self._seed_rdb: Path | None = None  # loaded by the next start (restart_from_snapshot)
 
     # -- properties
 
@@ -119,6 +121,9 @@ class RedisServer(ManagedServer):
 
     def _start_once(self, exe: str) -> None:
         self._dir = Path(tempfile.mkdtemp(prefix=f"freshcache-redis-{self.port}-"))
+        if self._seed_rdb is not None:
+            # Redis loads dir/dbfilename at start even with saving off (`--save ""`).
+            shutil.copyfile(self._seed_rdb, self._dir / "dump.rdb")
         argv = [
             exe,
             "--port", str(self.port),
@@ -185,6 +190,50 @@ class RedisServer(ManagedServer):
         """Stop (or clean up after a kill) and start again: same port, empty data."""
         self.stop()
         self.start()
+
+    # -- snapshots
+
+    def save_snapshot(self, dest: Path, timeout: float = 30.0) -> Path:
+        """BGSAVE, wait until that snapshot is on disk, and copy it to `dest` (a file path).
+
+        The copy is what the server held at BGSAVE time; writes after this call are not in it.
+        """
+        if self._dir is None or not self.running:
+            raise RuntimeError("redis-server is not running")
+        saves_before = int(self.info("persistence").get("rdb_saves", "0"))
+        reply = self.command("BGSAVE")
+        if reply not in ("Background saving started", "OK"):
+            raise RuntimeError(f"BGSAVE answered {reply!r}")
+        deadline = time.monotonic() + timeout
+        while True:
+            persistence = self.info("persistence")
+            done = int(persistence.get("rdb_saves", "0")) > saves_before
+            if done and persistence.get("rdb_bgsave_in_progress") == "0":
+                if persistence.get("rdb_last_bgsave_status") != "ok":
+                    raise RuntimeError(f"BGSAVE failed; log tail:\n{log_tail(self.log_path)}")
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"BGSAVE did not finish within {timeout:.0f} s")
+            time.sleep(0.01)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(self._dir / "dump.rdb", dest)
+        return dest
+
+    def restart_from_snapshot(self, snapshot: Path) -> None:
+        """Stop the server (no save) and start it again on the same port, loading `snapshot`:
+        Redis comes back with the older data, a new run_id, and no memory of later writes."""
+        if not snapshot.is_file():
+            raise FileNotFoundError(snapshot)
+        self.stop()
+        self._seed_rdb = snapshot
+        try:
+            self.start()
+        finally:
+            self._seed_rdb = None  # a later restart() is empty again, as documented
+
+    def info(self, section: str) -> dict[str, str]:
+        """`INFO section` as a dict of fields (`server.info("replication")["role"]`)."""
+        return info_fields(self.command("INFO", section))
 
     def pause(self) -> None:
         """SIGSTOP: the server keeps its sockets but answers nothing (a hung server)."""

@@ -3,8 +3,9 @@
 Each job lives in its own module: `process` (spawning, the atexit and parent-death guards,
 free ports, finding binaries), `resp` (a minimal Redis protocol client), `redis_server`,
 `cluster` (Redis Cluster orchestration), `pg_wire` (a minimal PostgreSQL protocol client) and
-`postgres_server`; fault injection on a real server is in `faults`. This module re-exports
-their public names, so `from support.servers import RedisServer` keeps working.
+`postgres_server`; fault injection on a real server is in `faults` and `replication` (a
+primary + replica pair with a failover). This module re-exports the servers' public names,
+so `from support.servers import RedisServer` keeps working.
 
 Nothing here talks to the system services on the default ports (6379, 5432); nothing here
 needs redis-py or a PostgreSQL driver: readiness checks speak the wire protocols directly.
