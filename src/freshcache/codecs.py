@@ -2,13 +2,20 @@
 
 A hit must return a value of the same type and equal to what the miss returned. With a return
 annotation, pydantic's ``TypeAdapter`` encodes and validates (models, dataclasses, datetime,
-date, Decimal, UUID, enums and containers of those). Without one, plain JSON via orjson. The
-cache verifies each encoding by decoding it once before storing, so a value that would come
-back different (a ``datetime`` under no annotation comes back a ``str``) is never cached.
+date, Decimal, UUID, enums and containers of those). Without one, plain JSON via orjson.
+
+``encode_checked`` is what the store path calls: it encodes, refuses a payload larger than the
+limit before any further work (``ValueTooLarge``), then decodes once and requires the result
+to equal the value *with the same types, recursively* (``faithful``). Equality alone is not
+enough: ``-> float`` returning ``1`` would hit as ``1.0``, ``-> int`` returning ``True`` as
+``1``, an ``IntEnum`` as a plain ``int``. A value that fails is an ``EncodeError``: returned
+uncached and counted, never cached as something else.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import hashlib
 import hmac
 import pickle
@@ -25,6 +32,15 @@ class EncodeError(Exception):
 
 class DecodeError(Exception):
     """Stored bytes cannot be decoded (corrupt, tampered, or from an incompatible version)."""
+
+
+class ValueTooLarge(EncodeError):
+    """The encoded value is larger than the limit: not stored (and not verified: no point)."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"the encoded value is {size} bytes, over the {limit}-byte limit")
+        self.size = size
+        self.limit = limit
 
 
 class Codec(Protocol):
@@ -168,3 +184,102 @@ def make_codec(annotation: Any, serializer: str, signing_key: bytes | str | None
     if annotation in (dict, list, str):
         return PlainJsonCodec()  # orjson is faster than validating an unparametrised container
     return TypedJsonCodec(annotation)
+
+
+# ---------------------------------------------------------------------------------------------
+# The store path's check: size first, then a type-strict round trip
+# ---------------------------------------------------------------------------------------------
+
+
+def encode_checked(
+    codec: Codec, value: Any, *, max_bytes: int | None = None, verify: bool = True
+) -> bytes:
+    """``value`` encoded for storage, or an ``EncodeError`` saying why it must not be cached.
+
+    The size is checked against ``max_bytes`` right after encoding, so an oversize value costs
+    one encode and nothing more (``ValueTooLarge``, a subclass of ``EncodeError``). With
+    ``verify``, the payload is decoded once and must give back ``value`` with the same types
+    all the way down (``faithful``).
+    """
+    payload = codec.encode(value)
+    if max_bytes is not None and len(payload) > max_bytes:
+        raise ValueTooLarge(len(payload), max_bytes)
+    if verify:
+        try:
+            decoded = codec.decode(payload)
+        except DecodeError as exc:
+            raise EncodeError(f"the encoded value does not decode: {exc}") from None
+        problem = round_trip_problem(value, decoded)
+        if problem is not None:
+            raise EncodeError(f"the value does not survive a round trip: {problem}")
+    return payload
+
+
+#: How deep ``faithful`` compares before giving up (and calling the value unfaithful).
+MAX_COMPARE_DEPTH = 256
+
+
+def faithful(original: Any, decoded: Any) -> bool:
+    """True when ``decoded`` equals ``original`` and has the same type at every level."""
+    return round_trip_problem(original, decoded) is None
+
+
+def round_trip_problem(original: Any, decoded: Any) -> str | None:
+    """None if ``decoded`` is a faithful copy of ``original``, else what differs (short)."""
+    try:
+        if not bool(decoded == original):
+            return "the decoded value is not equal to the original"
+    except Exception as exc:  # an __eq__ that raises: cannot show they are the same
+        return f"comparing the decoded value raised {type(exc).__name__}"
+    # Equal: now the types, iteratively (no recursion limit to hit on deep values).
+    stack: list[tuple[Any, Any, int]] = [(original, decoded, 0)]
+    while stack:
+        a, b, depth = stack.pop()
+        if type(a) is not type(b):
+            return f"a {type(a).__qualname__} comes back as a {type(b).__qualname__}"
+        if depth >= MAX_COMPARE_DEPTH:
+            return f"nested more than {MAX_COMPARE_DEPTH} levels deep"
+        inner = depth + 1
+        if isinstance(a, list | tuple):
+            if len(a) != len(b):
+                return "a sequence changes length"
+            stack.extend((x, y, inner) for x, y in zip(a, b, strict=True))
+        elif isinstance(a, dict):
+            pairs = _dict_pairs(a, b)
+            if pairs is None:
+                return "a mapping changes its keys"
+            for (ka, va), (kb, vb) in pairs:
+                stack.append((ka, kb, inner))
+                stack.append((va, vb, inner))
+        elif isinstance(a, set | frozenset):
+            members = {m: m for m in b}
+            if len(members) != len(a):
+                return "a set changes size"
+            for m in a:
+                if m not in members:
+                    return "a set changes its members"
+                stack.append((m, members[m], inner))
+        elif isinstance(a, pydantic.BaseModel):
+            names = [*type(a).model_fields, *(a.model_extra or {})]
+            stack.extend((getattr(a, n), getattr(b, n, None), inner) for n in names)
+        elif dataclasses.is_dataclass(a) and not isinstance(a, type):
+            stack.extend(
+                (getattr(a, f.name), getattr(b, f.name, None), inner) for f in dataclasses.fields(a)
+            )
+        elif isinstance(a, dt.datetime | dt.time) and a.utcoffset() != b.utcoffset():
+            return "a time comes back in another UTC offset"
+    return None
+
+
+def _dict_pairs(a: dict[Any, Any], b: dict[Any, Any]) -> list[tuple[Any, Any]] | None:
+    """Items of ``a`` paired with the items of ``b`` under equal keys (None if the keys differ)."""
+    if len(a) != len(b):
+        return None
+    keys_of_b = {k: k for k in b}
+    pairs = []
+    for key, value in a.items():
+        if key not in keys_of_b:
+            return None
+        other = keys_of_b[key]
+        pairs.append(((key, value), (other, b[other])))
+    return pairs

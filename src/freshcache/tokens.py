@@ -62,13 +62,28 @@ class PatternPlan:
         return self.pattern
 
 
-@functools.lru_cache(maxsize=4096)
+#: Patterns longer than this are classified every time instead of memoised, so the memo
+#: holds at most 4096 x 1 KiB of pattern text.
+_MEMO_PATTERN_LENGTH = 1024
+
+
 def classify(pattern: str) -> PatternPlan:
     """Decide how ``pattern`` (relative to the namespace) is invalidated.
 
     Raises ``ValueError`` naming the problem for an empty pattern, an empty segment, or an
     unbalanced character class.
     """
+    if isinstance(pattern, str) and len(pattern) <= _MEMO_PATTERN_LENGTH:
+        return _classify_memo(pattern)
+    return _classify(pattern)
+
+
+@functools.lru_cache(maxsize=4096)
+def _classify_memo(pattern: str) -> PatternPlan:
+    return _classify(pattern)
+
+
+def _classify(pattern: str) -> PatternPlan:
     if not isinstance(pattern, str):
         raise TypeError(
             "freshcache: an invalidation pattern must be a string, got "

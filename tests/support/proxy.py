@@ -210,6 +210,18 @@ class FaultProxy:
         """Reset (RST) every open connection, both sides; the listener is untouched."""
         self._call(self._reset_all())
 
+    def retarget(self, host: str, port: int) -> None:
+        """Forward new connections to `host:port` from now on, and reset the open ones, as a
+        failover behind a stable address does: clients reconnect to the same address and
+        reach the new server."""
+        if self._thread is None:
+            self.start()
+        self._call(self._aretarget(host, port))
+
+    async def _aretarget(self, host: str, port: int) -> None:
+        self.target_host, self.target_port = host, port
+        await self._reset_all()
+
     def _call(self, coro: Coroutine[Any, Any, _T], timeout: float = _CALL_TIMEOUT) -> _T:
         if self._loop is None or self._loop.is_closed():
             coro.close()

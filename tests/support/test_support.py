@@ -23,9 +23,27 @@ from redis.crc import key_slot
 from redis.retry import Retry
 
 from . import require
+from .faults import (
+    EVICTION_POLICIES,
+    client_list,
+    count_connections,
+    evicted_keys,
+    eviction_settings,
+    fill_until_oom,
+    is_refusing_writes,
+    limit_memory,
+    own_connection_ports,
+    pause_writes,
+    server_identity,
+    set_eviction,
+    start_evicting_redis,
+    used_memory,
+)
 from .proxy import FaultProxy
+from .replication import start_replicated_redis
 from .servers import (
     PostgresServer,
+    RedisReplyError,
     RedisServer,
     ServerStartError,
     find_free_port,
@@ -488,3 +506,166 @@ def test_cluster_serves_every_slot_and_fails_over() -> None:
         finally:
             rc.close()
     assert not cluster.running
+
+
+# -- fault injection on a real redis-server (tests/support/faults.py, replication.py) ----------
+
+
+@pytest.mark.parametrize("policy", EVICTION_POLICIES)
+def test_maxmemory_policy_at_start_and_at_run_time_evicts_or_refuses(policy: str) -> None:
+    require("redis-server")
+    with start_evicting_redis(maxmemory="64mb", policy="allkeys-lru") as server:
+        assert eviction_settings(server) == (64 * 1024 * 1024, "allkeys-lru")
+        limit = limit_memory(server, 512 * 1024, policy)  # at run time
+        assert eviction_settings(server) == (limit, policy)
+        r = client(server.url, timeout=2.0)
+        try:
+            refused = 0
+            value = b"v" * 8192
+            for i in range(400):  # ~3 MB: six times the headroom
+                try:
+                    # volatile-lru evicts only keys with a TTL: give every key one.
+                    r.set(f"k:{i}", value, ex=3600)
+                except redis.exceptions.OutOfMemoryError:
+                    refused += 1
+            if policy == "noeviction":
+                assert refused > 0
+                assert evicted_keys(server) == 0
+                assert r.get("k:0") == value  # reads still work
+            else:
+                assert refused == 0
+                assert evicted_keys(server) > 0
+                assert r.dbsize() < 400
+            assert used_memory(server) <= limit + 256 * 1024
+        finally:
+            r.close()
+
+
+def test_oom_under_noeviction_refuses_writes_but_serves_reads_and_unlink(
+    private_redis: RedisServer,
+) -> None:
+    private_redis.command("SET", "kept", "old")
+    limit_memory(private_redis, 256 * 1024, "noeviction")
+    written = fill_until_oom(private_redis)
+    assert written > 0
+    assert is_refusing_writes(private_redis)
+    with pytest.raises(RedisReplyError, match=r"^OOM"):
+        private_redis.command("SET", "kept", "new")
+    assert private_redis.command("GET", "kept") == "old"  # reads are served
+    assert private_redis.command("UNLINK", "kept") == 1  # deleting is allowed under OOM
+    assert private_redis.command("GET", "kept") is None
+    set_eviction(private_redis, 0, "allkeys-lru")
+    with pytest.raises(RuntimeError, match="noeviction"):
+        fill_until_oom(private_redis)
+
+
+def test_bgsave_then_restart_from_the_older_snapshot_on_the_same_port(
+    private_redis: RedisServer, tmp_path: Path
+) -> None:
+    private_redis.command("SET", "token", "v1")
+    private_redis.command("SET", "entry", "under-v1")
+    before = server_identity(private_redis)
+    snapshot = private_redis.save_snapshot(tmp_path / "older.rdb")
+    assert snapshot.stat().st_size > 0
+    private_redis.command("SET", "token", "v2")  # a bump after the snapshot
+    private_redis.command("SET", "later", "x")
+    port, pid = private_redis.port, private_redis.pid
+
+    private_redis.restart_from_snapshot(snapshot)
+
+    assert private_redis.port == port
+    assert private_redis.pid != pid
+    assert private_redis.command("GET", "token") == "v1"  # the bump is gone
+    assert private_redis.command("GET", "entry") == "under-v1"
+    assert private_redis.command("GET", "later") is None
+    assert server_identity(private_redis).run_id != before.run_id
+    private_redis.restart()  # an ordinary restart is empty again
+    assert private_redis.command("DBSIZE") == 0
+
+
+def test_a_replica_that_missed_a_write_takes_over_the_same_address() -> None:
+    require("redis-server")
+    with start_replicated_redis() as pair:
+        r = client(pair.url, timeout=2.0)
+        try:
+            r.set("token", "v1")
+            pair.wait_for_sync()
+            assert pair.replica.command("GET", "token") == "v1"
+            before = server_identity(pair.primary)
+
+            pair.partition()
+            r.set("token", "v2")  # acknowledged by the primary only
+            assert pair.primary.command("GET", "token") == "v2"
+            assert pair.replica.command("GET", "token") == "v1"
+
+            pair.failover()
+            assert not pair.primary.running
+            # The same address now answers from the promoted replica, without the write.
+            assert r.get("token") == b"v1"
+            after = server_identity(pair.replica)
+            assert after.role == "master"
+            assert after.replication_id != before.replication_id
+            assert after.run_id != before.run_id
+            r.set("token", "v3")  # it takes writes
+            assert pair.replica.command("GET", "token") == "v3"
+        finally:
+            r.close()
+    assert not pair.replica.running
+
+
+def test_pause_writes_holds_writes_and_serves_reads(private_redis: RedisServer) -> None:
+    private_redis.command("SET", "k", "before")
+    with pause_writes(private_redis):
+        assert private_redis.command("GET", "k") == "before"  # reads answer
+        sock = socket.create_connection(private_redis.address, timeout=5.0)
+        try:
+            sock.sendall(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$6\r\nduring\r\n")
+            sock.settimeout(0.3)
+            with pytest.raises(TimeoutError):
+                sock.recv(64)  # held: no reply while paused
+            assert private_redis.command("GET", "k") == "before"
+        except BaseException:
+            sock.close()
+            raise
+    sock.settimeout(5.0)
+    with sock:
+        assert sock.recv(64) == b"+OK\r\n"  # released, not dropped, once unpaused
+    assert private_redis.command("GET", "k") == "during"
+
+
+def test_connections_counted_by_client_name_and_by_local_port(
+    private_redis: RedisServer,
+) -> None:
+    assert own_connection_ports(private_redis) == set()
+    named = [redis.Redis.from_url(private_redis.url, client_name="probe") for _ in range(3)]
+    anonymous = [redis.Redis.from_url(private_redis.url) for _ in range(2)]
+    try:
+        for r in [*named, *anonymous]:
+            r.ping()  # connect
+        assert count_connections(private_redis, name="probe") == 3
+        ports = own_connection_ports(private_redis)
+        assert len(ports) == 5
+        assert count_connections(private_redis, local_ports=ports) == 5
+        assert count_connections(private_redis) == 5  # the asking connection is left out
+        assert {c["name"] for c in client_list(private_redis)} == {"probe", ""}
+    finally:
+        for r in [*named, *anonymous]:
+            r.close()
+    assert own_connection_ports(private_redis) == set()
+    assert count_connections(private_redis) == 0
+
+
+def test_proxy_retarget_moves_new_and_reset_connections(
+    private_redis: RedisServer, fault_proxy: ProxyFactory
+) -> None:
+    with RedisServer() as other:
+        private_redis.command("SET", "where", "first")
+        other.command("SET", "where", "second")
+        proxy = fault_proxy(private_redis.host, private_redis.port)
+        r = client(proxy.url, timeout=2.0)
+        try:
+            assert r.get("where") == b"first"
+            proxy.retarget(other.host, other.port)
+            assert r.get("where") == b"second"  # redis-py reconnects after the reset
+        finally:
+            r.close()

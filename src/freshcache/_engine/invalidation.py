@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from freshcache._engine.health import Health
 from freshcache._engine.keyspace import KeySpace
 from freshcache._engine.ledger import Ledger
+from freshcache.keys import encode_surrogates
 from freshcache.tokens import PatternKind, PatternPlan, classify
 
 #: (pattern relative to the namespace, explicit stats label or None)
@@ -35,7 +36,9 @@ class Invalidations:
     @staticmethod
     def prepare(patterns: Iterable[str], label: str | None) -> list[Prepared]:
         out = []
-        for pattern in patterns:
+        for written in patterns:
+            # A lone surrogate cannot be sent to Redis: encode it as keys.escape() does.
+            pattern = encode_surrogates(written) if isinstance(written, str) else written
             classify(pattern)  # bad input fails here, at the caller, naming the problem
             out.append((pattern, label))
         return out

@@ -11,7 +11,7 @@ from typing import Any
 from freshcache import entry as envelope
 from freshcache._engine.keyspace import Located
 from freshcache._engine.spec import FunctionSpec
-from freshcache.codecs import DecodeError, EncodeError
+from freshcache.codecs import DecodeError, EncodeError, ValueTooLarge, encode_checked
 from freshcache.metrics import Counters
 from freshcache.stampede import should_refresh_early
 from freshcache.tokens import new_token
@@ -101,15 +101,16 @@ class EntryRules:
     ) -> bytes | None:
         """The envelope to store, or None when the value is not cached (counted why)."""
         try:
-            payload = spec.codec.encode(value)
-            if self.verify_encoding and spec.codec.decode(payload) != value:
-                raise EncodeError("the value does not survive a round trip")
-        except (EncodeError, DecodeError) as exc:
+            # Size first, then the type-strict round trip: an oversize value is encoded once.
+            payload = encode_checked(
+                spec.codec, value, max_bytes=self.max_value_bytes, verify=self.verify_encoding
+            )
+        except ValueTooLarge:
+            counters.errors["oversize"] += 1
+            return None
+        except EncodeError as exc:
             counters.errors["encode"] += 1
             log.debug("freshcache: %s returned a value that is not cached: %s", spec.qualname, exc)
-            return None
-        if len(payload) > self.max_value_bytes:
-            counters.errors["oversize"] += 1
             return None
         expiry_ms = int(self.wall_clock() * 1000) + self.ttl_ms(spec)
         return envelope.pack(stamp, int(elapsed * 1000), expiry_ms, payload)

@@ -15,6 +15,7 @@ from freshcache._engine.keyspace import KeySpace, Located
 from freshcache.keys import (
     SEGMENT_SEPARATOR,
     ArgumentBinder,
+    BoundedMemo,
     Template,
     args_hash,
     escape,
@@ -25,6 +26,9 @@ log = logging.getLogger("freshcache")
 Seconds = float | int | dt.timedelta
 _TOKEN_KEY_MEMO_LIMIT = 10_000
 _LOCATION_MEMO_LIMIT = 4096
+# Bytes of key text (and of the arguments a memo key keeps alive) per table, per function.
+_TOKEN_KEY_MEMO_BYTES = 4 * 1024 * 1024
+_LOCATION_MEMO_BYTES = 4 * 1024 * 1024
 # Argument types for which Python equality implies an identical key encoding. Not bool, float
 # or Decimal: True == 1 == 1.0 == Decimal(1) would share one memo slot but not one key.
 _MEMO_SAFE_TYPES = frozenset({str, int, dt.date, type(None)})
@@ -87,14 +91,18 @@ class FunctionSpec:
             raise ValueError("freshcache: early_refresh_beta must be positive")
         self.early_refresh_beta = early_refresh_beta
         self.single_flight = single_flight
-        self._token_keys: dict[tuple[str, str], tuple[str, ...]] = {}
+        self._token_keys: BoundedMemo[tuple[str, str], tuple[str, ...]] = BoundedMemo(
+            _TOKEN_KEY_MEMO_LIMIT, _TOKEN_KEY_MEMO_BYTES
+        )
         # Memo of positional calls with simple argument types -> Located, per namespace. The
         # instance (self/cls) is left out of the memo key exactly as it is left out of the key.
         self._skip_first = bool(self.binder.names) and self.binder.names[0] in (
             self.binder.excluded - set(self._template_roots())
         )
         self._memoizable = key is None and "self" not in self._template_roots()
-        self._locations: dict[tuple[str, tuple[Any, ...]], Located] = {}
+        self._locations: BoundedMemo[tuple[str, tuple[Any, ...]], Located] = BoundedMemo(
+            _LOCATION_MEMO_LIMIT, _LOCATION_MEMO_BYTES
+        )
 
     def _template_roots(self) -> set[str]:
         return {f.root for f in self.prefix.fields}
@@ -142,9 +150,8 @@ class FunctionSpec:
         located = self._locations.get(memo_key)
         if located is None:
             located = self._locate(space, args, kwargs)
-            if len(self._locations) >= _LOCATION_MEMO_LIMIT:
-                self._locations.clear()
-            self._locations[memo_key] = located
+            size = sum(len(k) for k in located.fetch) + sum(_memo_size(v) for v in memo_args)
+            self._locations.put(memo_key, located, size)
         return located
 
     def _locate(self, space: KeySpace, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Located:
@@ -157,9 +164,17 @@ class FunctionSpec:
         memo_key = (space.namespace, prefix)
         token_keys = self._token_keys.get(memo_key)
         if token_keys is None:
-            if len(self._token_keys) >= _TOKEN_KEY_MEMO_LIMIT:
-                self._token_keys.clear()
             # The prefix was filled from escaped values: its separators are the template's.
             segments = [*prefix.split(SEGMENT_SEPARATOR), self.function_segment]
-            token_keys = self._token_keys[memo_key] = space.token_keys(segments)
+            token_keys = space.token_keys(segments)
+            self._token_keys.put(memo_key, token_keys, len(prefix) + sum(map(len, token_keys)))
         return space.located(relative, token_keys)
+
+
+def _memo_size(value: object) -> int:
+    """Roughly the bytes a memo key keeps alive for one argument of a _MEMO_SAFE_TYPES type."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, int):
+        return value.bit_length() // 8 + 8
+    return 16
