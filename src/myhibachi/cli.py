@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from myhibachi.settings import DEFAULT_DATABASE_URL, Settings
+from myhibachi.settings import DEFAULT_DATABASE_URL, Settings, SettingsError, load_settings
 
 app = typer.Typer(
     help="MyHibachi booking service (FastAPI + SQLAlchemy + freshcache).",
@@ -25,11 +25,16 @@ DatabaseUrl = Annotated[
 
 
 def _settings(database_url: str | None, overrides: dict[str, object] | None = None) -> Settings:
-    """Settings from the environment, then ``overrides``, then an explicit --database-url."""
+    """Settings from the environment, then ``overrides``, then an explicit --database-url.
+    Bad settings stop the command before anything starts, with one line per bad value."""
     values = dict(overrides or {})
     if database_url:
         values["database_url"] = database_url
-    return Settings(**values)  # type: ignore[arg-type]
+    try:
+        return load_settings(**values)
+    except SettingsError as exc:
+        console.print(str(exc), markup=False, highlight=False, emoji=False)
+        raise typer.Exit(2) from None
 
 
 @app.command()

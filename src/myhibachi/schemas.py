@@ -7,12 +7,21 @@ import re
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StrictInt,
+    StringConstraints,
+    field_validator,
+)
 
 from myhibachi.models import BookingStatus
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _PHONE = re.compile(r"^\+?[0-9 ().-]{7,25}$")
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True)]
 
@@ -24,7 +33,11 @@ def _printable(value: str) -> str:
 
 
 class BookingCreate(BaseModel):
-    """A booking request. Date window and slot are checked against the settings by the service."""
+    """A booking request. Date window and slot are checked against the settings by the service.
+
+    Types are strict where JSON has the type: ``guests`` is a JSON integer (not ``true``, not
+    ``"12"``, not ``12.0``), ``event_date`` a ``YYYY-MM-DD`` string (not a Unix timestamp).
+    """
 
     model_config = ConfigDict(
         extra="forbid",
@@ -48,8 +61,17 @@ class BookingCreate(BaseModel):
     phone: Annotated[Text, Field(min_length=7, max_length=32)]
     event_date: dt.date
     time_slot: Annotated[Text, Field(min_length=1, max_length=5)]
-    guests: int = Field(ge=1, le=100)
+    guests: StrictInt = Field(ge=1, le=100)
     address: Annotated[Text, Field(min_length=5, max_length=300)]
+
+    @field_validator("event_date", mode="before")
+    @classmethod
+    def _date_is_a_string(cls, value: object) -> object:
+        if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+            return value  # a Python caller's date
+        if not isinstance(value, str) or not _ISO_DATE.match(value):
+            raise ValueError("must be a date as a YYYY-MM-DD string")
+        return value
 
     @field_validator("customer_name", "address")
     @classmethod

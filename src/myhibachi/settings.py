@@ -8,7 +8,7 @@ import re
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/myhibachi.sqlite3"
@@ -62,6 +62,18 @@ class Settings(BaseSettings):
     max_range_days: int = Field(default=62, ge=1, le=366)
     calendar_days: int = Field(default=28, ge=7, le=62)
 
+    # Limits at the HTTP edge. A booking is well under 2 KiB of JSON, so 64 KiB leaves room
+    # for heavy \u-escaping while a hostile body never reaches the JSON parser.
+    max_body_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        description="largest request body accepted, in bytes (larger: 413 before it is read)",
+    )
+    max_error_entries: int = Field(
+        default=20, ge=1, le=1000, description="validation errors listed in one 422 response"
+    )
+
     auto_migrate: bool = True
     demo: bool = False
     demo_bookings: int = Field(default=400, ge=0)
@@ -95,3 +107,31 @@ class Settings(BaseSettings):
         if event_date.weekday() >= 4:
             price += price * self.weekend_surcharge_percent / 100
         return price.quantize(Decimal("0.01"))
+
+
+class SettingsError(ValueError):
+    """Settings that cannot run the service: one line per bad value, naming its variable."""
+
+
+def _variable(field: str) -> str:
+    """The environment variable a user sets for ``field``."""
+    info = Settings.model_fields.get(field)
+    alias = info.validation_alias if info is not None else None
+    if isinstance(alias, AliasChoices) and isinstance(alias.choices[0], str):
+        return alias.choices[0]
+    return f"MYHIBACHI_{field.upper()}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment and ``overrides``, checked before anything starts.
+
+    Raises SettingsError listing every bad value by its environment variable, with the rule
+    it breaks (values are cut short: a setting is no place for megabytes)."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors(include_url=False, include_input=False):
+            field = str(error["loc"][0]) if error["loc"] else "settings"
+            lines.append(f"{_variable(field)}: {error['msg'][:200]}")
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None

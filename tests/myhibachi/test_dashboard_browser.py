@@ -8,17 +8,13 @@ test-artifacts/.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from hibachi_support import booking_payload, live_server
+from hibachi_support import booking_payload, live_server, run_chromium
 
 pytestmark = pytest.mark.browser
 
@@ -26,35 +22,10 @@ ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 
 
-def _chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None and os.path.exists("/usr/bin/chromium"):
-        found = "/usr/bin/chromium"
-    if found is None:
-        message = "headless Chromium not found (apt-get install chromium)"
-        if os.environ.get("CI", "").lower() in {"true", "1"}:
-            pytest.fail(f"{message}; CI requires it", pytrace=False)
-        pytest.skip(message)
-    return found
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[str]:
     with live_server(tmp_path) as base:
         yield base
-
-
-def _chrome(url: str, *extra: str) -> str:
-    with tempfile.TemporaryDirectory(prefix="myhibachi-chromium-") as profile:
-        argv = [
-            _chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-            "--no-first-run", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--disable-dev-shm-usage", f"--user-data-dir={profile}",
-            *extra, url,
-        ]  # fmt: skip
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=90, check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout
 
 
 def _stat(dom: str, name: str) -> str:
@@ -71,7 +42,7 @@ def _remaining(dom: str, day: dt.date) -> int:
 
 def test_dashboard_shows_stats_calendar_and_updates(server: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
-    before = _chrome(f"{server}/", "--dump-dom")
+    before = run_chromium(f"{server}/", "--dump-dom")
     assert "MyHibachi" in before
     assert 'data-testid="calendar"' in before
     assert len(re.findall(r"data-date=", before)) >= 28
@@ -95,7 +66,7 @@ def test_dashboard_shows_stats_calendar_and_updates(server: str) -> None:
     )
     assert created.status_code == 201, created.text
 
-    after = _chrome(f"{server}/", "--dump-dom")
+    after = run_chromium(f"{server}/", "--dump-dom")
     assert int(_stat(after, "total")) == total + 1
     assert int(_stat(after, "pending")) == pending + 1
     assert int(_stat(after, "next7")) == next7 + 1
@@ -106,6 +77,8 @@ def test_dashboard_shows_stats_calendar_and_updates(server: str) -> None:
     phone = ARTIFACTS / "dashboard-phone.png"
     for path, size in ((desktop, "1280,1900"), (phone, "390,2400")):
         path.unlink(missing_ok=True)
-        _chrome(f"{server}/", f"--screenshot={path}", f"--window-size={size}", "--hide-scrollbars")
+        run_chromium(
+            f"{server}/", f"--screenshot={path}", f"--window-size={size}", "--hide-scrollbars"
+        )
         assert path.exists()
         assert path.stat().st_size > 10_000

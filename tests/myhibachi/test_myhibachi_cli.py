@@ -75,6 +75,20 @@ def test_serve_demo_uses_sqlite_and_memory(monkeypatch: pytest.MonkeyPatch) -> N
     assert seen["host"] == "127.0.0.1"
 
 
+def test_serve_refuses_bad_settings_before_starting(monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[object] = []
+    monkeypatch.setattr("uvicorn.run", lambda app, **kwargs: started.append(app))
+    monkeypatch.setenv("MYHIBACHI_MAX_BODY_BYTES", "12")
+    result = runner.invoke(cli.app, ["serve", "--demo"])
+    assert result.exit_code == 2
+    assert "invalid settings:" in result.output
+    assert "MYHIBACHI_MAX_BODY_BYTES: Input should be greater than or equal to 1024" in (
+        result.output
+    )
+    assert "Traceback" not in result.output
+    assert started == []
+
+
 def test_help_lists_the_commands() -> None:
     result = runner.invoke(cli.app, ["--help"])
     assert result.exit_code == 0

@@ -8,9 +8,15 @@ from decimal import Decimal
 import pytest
 from pydantic import ValidationError
 
-from myhibachi.settings import DEFAULT_DATABASE_URL, Settings
+from myhibachi.settings import DEFAULT_DATABASE_URL, Settings, SettingsError, load_settings
 
-_ENV = ("DATABASE_URL", "FRESHCACHE_URL", "FRESHCACHE_NAMESPACE")
+_ENV = (
+    "DATABASE_URL",
+    "FRESHCACHE_URL",
+    "FRESHCACHE_NAMESPACE",
+    "MYHIBACHI_MAX_BODY_BYTES",
+    "MYHIBACHI_MAX_ERROR_ENTRIES",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -28,6 +34,8 @@ def test_defaults_run_without_a_server() -> None:
     assert settings.invalidation == "granular"
     assert settings.time_slots == ("12:00", "15:00", "18:00", "21:00")
     assert settings.chefs_per_slot == 3
+    assert settings.max_body_bytes == 65536
+    assert settings.max_error_entries == 20
 
 
 def test_environment_switches_database_and_cache(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -54,11 +62,44 @@ def test_environment_switches_database_and_cache(monkeypatch: pytest.MonkeyPatch
         {"time_slots": ("12:00", "12:00")},
         {"chefs_per_slot": 0},
         {"invalidation": "sometimes"},
+        {"max_body_bytes": 1023},
+        {"max_body_bytes": 64 * 1024 * 1024 + 1},
+        {"max_error_entries": 0},
     ],
 )
 def test_bad_settings_are_refused(overrides: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         Settings(**overrides)  # type: ignore[arg-type]
+
+
+def test_limits_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MYHIBACHI_MAX_BODY_BYTES", "1048576")
+    monkeypatch.setenv("MYHIBACHI_MAX_ERROR_ENTRIES", "5")
+    settings = load_settings()
+    assert settings.max_body_bytes == 1048576
+    assert settings.max_error_entries == 5
+
+
+def test_bad_settings_name_their_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MYHIBACHI_MAX_BODY_BYTES", "lots")
+    monkeypatch.setenv("MYHIBACHI_MAX_ERROR_ENTRIES", "0")
+    monkeypatch.setenv("MYHIBACHI_TIME_SLOTS", "9" * 10_000)
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+    lines = str(raised.value).splitlines()
+    assert lines[0] == "invalid settings:"
+    assert {line.split(":")[0].strip() for line in lines[1:]} == {
+        "MYHIBACHI_MAX_BODY_BYTES",
+        "MYHIBACHI_MAX_ERROR_ENTRIES",
+        "MYHIBACHI_TIME_SLOTS",
+    }
+    assert "greater than or equal to 1" in str(raised.value)
+    assert len(str(raised.value)) < 1000  # a 10,000-character value is not echoed whole
+
+
+def test_aliased_settings_are_named_by_their_variable() -> None:
+    with pytest.raises(SettingsError, match="FRESHCACHE_NAMESPACE"):
+        load_settings(cache_namespace=123)
 
 
 def test_price_rules() -> None:

@@ -8,17 +8,19 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
 import freshcache
 from myhibachi import __version__, migrate
 from myhibachi.api import bookings, system
+from myhibachi.api.body_limit import BodySizeLimit
 from myhibachi.api.errors import install_error_handlers
 from myhibachi.api.middleware import HttpMetrics, RequestLogMiddleware
 from myhibachi.api.state import AppState
 from myhibachi.db import Database
 from myhibachi.seed import seed_demo
 from myhibachi.services.bookings import BookingService
-from myhibachi.settings import Settings
+from myhibachi.settings import Settings, load_settings
 from myhibachi.web import dashboard
 
 log = logging.getLogger("myhibachi")
@@ -28,7 +30,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app. Its lifespan configures freshcache (the default cache, which the
     service's decorators bind to), opens the database, migrates it and, in demo mode,
     seeds it."""
-    settings = settings or Settings()
+    settings = settings or load_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -62,16 +64,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await db.dispose()
             await cache.aclose()
 
-    app = FastAPI(
+    # FastAPIOffline: FastAPI whose /docs (Swagger UI) and /redoc load their scripts and
+    # styles from the fastapi-offline package, served by this app, instead of a CDN.
+    app = FastAPIOffline(
         title="MyHibachi",
         version=__version__,
         summary="Hibachi catering bookings, with freshcache-cached stats and availability.",
         lifespan=lifespan,
+        static_url="/docs/assets",
     )
     metrics = HttpMetrics()
     app.state.http_metrics = metrics
+    # The last middleware added runs first: the access log sees the 413s of the body cap.
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestLogMiddleware, metrics=metrics)
-    install_error_handlers(app)
+    install_error_handlers(app, max_error_entries=settings.max_error_entries)
     app.include_router(bookings.router)
     app.include_router(system.router)
     app.include_router(dashboard.router)

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, status
 
 from freshcache.contrib.sqlalchemy import unit_of_work
+from myhibachi.api.content_type import JSON_ONLY, require_json
 from myhibachi.api.state import AppState, get_state
 from myhibachi.models import BookingStatus
 from myhibachi.observability import note_read
@@ -30,6 +31,9 @@ BookingId = Annotated[int, Path(ge=1, le=2_147_483_647, description="booking id"
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "unknown booking id"}}
 CONFLICT: dict[int | str, dict[str, Any]] = {
     409: {"description": "illegal status transition, or the slot is full"}
+}
+TOO_LARGE: dict[int | str, dict[str, Any]] = {
+    413: {"description": "the request body is larger than the service's limit"}
 }
 
 
@@ -81,7 +85,8 @@ async def availability(
 @router.post(
     "/bookings",
     status_code=status.HTTP_201_CREATED,
-    responses=CONFLICT,
+    responses={**CONFLICT, **TOO_LARGE, **JSON_ONLY},
+    dependencies=[Depends(require_json)],
     summary="Book a chef for an event",
 )
 async def create_booking(data: BookingCreate, state: State) -> BookingOut:

@@ -1,21 +1,36 @@
-"""Domain errors to HTTP: 404, 409, and 422 in FastAPI's own shape, naming the field."""
+"""Errors to HTTP: 404, 409, and 422 in FastAPI's shape (naming the field, not echoing the
+input), and a bare 500 for anything unexpected."""
 
 from __future__ import annotations
 
 import logging
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from myhibachi.api.error_bodies import compact_errors, shorten
 from myhibachi.services.errors import Conflict, InvalidInput, NotFound
 
 log = logging.getLogger("myhibachi.api")
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(app: FastAPI, *, max_error_entries: int) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(
+            {"detail": compact_errors(exc.errors(), max_error_entries)}, status_code=422
+        )
+
     @app.exception_handler(InvalidInput)
     async def _invalid(_request: Request, exc: InvalidInput) -> JSONResponse:
-        detail = [{"loc": [exc.location, exc.field], "msg": exc.message, "type": "value_error"}]
+        detail = [
+            {
+                "loc": [exc.location, exc.field],
+                "msg": shorten(exc.message, 160),
+                "type": "value_error",
+            }
+        ]
         return JSONResponse({"detail": detail}, status_code=422)
 
     @app.exception_handler(NotFound)
