@@ -137,3 +137,20 @@ def test_errors_quote_user_input_verbatim(
     assert code == 2
     assert "'[bold]:new:['" in err
     assert "🆕" not in err
+
+
+def test_control_characters_cannot_reach_the_terminal(
+    redis_url: str,
+    unique_namespace: str,
+    redis_client: redis.Redis,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    hostile = "evil:\x1b[2J\x1b]0;owned\x07:line\nbreak"
+    redis_client.set(f"{unique_namespace}:{hostile}", b"x", px=60_000)
+    code, out, _ = run(["keys", redis_url, "evil:*", "-n", unique_namespace], capsys)
+    assert code == 0
+    assert "\x1b" not in out
+    assert "\x07" not in out
+    assert has_whole(out, "evil:\\x1b[2J\\x1b]0;owned\\x07:line\\x0abreak")
+    code, out, _ = run(["keys", redis_url, "evil:*", "-n", unique_namespace, "--json"], capsys)
+    assert [k["key"] for k in json.loads(out)["keys"]] == [hostile]  # exact in JSON

@@ -121,7 +121,7 @@ def keys(
             render.print_json(render.keys_document(sampled, ns, pattern))
             return
         out = render.console()
-        out.print(Text(f"{ns}:{pattern}", style="bold"), soft_wrap=True)
+        out.print(Text(render.printable(f"{ns}:{pattern}"), style="bold"), soft_wrap=True)
         for line in render.key_lines(sampled):
             out.print(line, soft_wrap=True)  # never wrapped: keys paste back whole
         more = "" if sampled.complete else f" (limit {limit} reached: there are more)"
@@ -181,7 +181,7 @@ def invalidate(
             )
             return
         line = Text("invalidated ", style="green")
-        line.append(f"{ns}:{pattern}")
+        line.append(render.printable(f"{ns}:{pattern}"))
         line.append(f" ({how})")
         render.console().print(line, soft_wrap=True)
 
@@ -217,7 +217,7 @@ def inspect(
             render.print_json(info)
         else:
             out = render.console()
-            out.print(Text(str(info.get("key")), style="bold"), soft_wrap=True)
+            out.print(Text(render.printable(str(info.get("key"))), style="bold"), soft_wrap=True)
             out.print(render.inspect_table(info))
         return 1 if info.get("state") == "absent" else 0
 

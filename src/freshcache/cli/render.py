@@ -4,8 +4,13 @@ User data (keys, prefixes, patterns, values) is printed verbatim: the console ha
 emoji off, so ``user:id:42`` stays ``user:id:42`` (Rich would print an emoji for ``:id:``) and
 ``[bold]`` stays ``[bold]``; colour comes only from styled ``Text`` spans we build. Keys are
 never cut: in listings they come last on their line and the line is not wrapped, so what is
-shown pastes back into ``freshcache inspect``; prefixes in tables keep their full width and
-the numbers are shortened (``12.3k``) when the terminal is narrow (80 columns when piped).
+shown pastes back into ``freshcache inspect``; prefixes in tables keep their full width, the
+numbers are shortened (``12.3k``) when the terminal is narrow (80 columns when piped), and
+when even that does not fit each prefix gets a line of its own with its numbers below it.
+
+The one exception to "verbatim": control characters (which freshcache's own keys never
+contain, since template values are escaped) are shown as ``\\xNN``, so a key planted by
+someone else cannot move the cursor or rewrite the terminal. ``--json`` has them exactly.
 """
 
 from __future__ import annotations
@@ -23,6 +28,14 @@ from freshcache.audit.live import KeySample, MetricsSnapshot, group_of
 
 LOW_HIT_RATIO = 0.5  # the original audit's alert level
 _VALUE_LIMIT = 4000  # characters of a value shown by inspect (the JSON form has it whole)
+
+
+_CONTROL = {i: f"\\x{i:02x}" for i in [*range(0x20), 0x7F]}
+
+
+def printable(text: str) -> str:
+    """``text`` as it is, but with control characters (ESC, newline, ...) as ``\\xNN``."""
+    return text.translate(_CONTROL)
 
 
 def console() -> Console:
@@ -70,7 +83,7 @@ def key_lines(sampled: KeySample) -> list[Text]:
         line = Text()
         line.append(f"{ttl:>{ttl_width}}", style="red" if info.ttl_ms is None else "")
         line.append(f"  {size:>{size_width}}  ")
-        line.append(info.key)
+        line.append(printable(info.key))
         lines.append(line)
     return lines
 
@@ -134,7 +147,7 @@ def _table(
         grid.add_column(name, justify="right", no_wrap=True)
     for row, (prefix, _, tail) in zip(cells, rows, strict=True):
         numbers = row[1 : len(headers) if tail is None else -1]
-        grid.add_row(Text(prefix), *numbers, *([] if tail is None else [tail]))
+        grid.add_row(Text(printable(prefix)), *numbers, *([] if tail is None else [tail]))
     return grid
 
 
@@ -149,7 +162,7 @@ def _records(
     indent = "  "
     lines: list[Text] = [Text(title, style="italic")]
     for row, (prefix, _, tail) in zip(cells, rows, strict=True):
-        lines.append(Text(prefix, style="bold", no_wrap=True, overflow="ignore"))
+        lines.append(Text(printable(prefix), style="bold", no_wrap=True, overflow="ignore"))
         fields = [Text(f"{name}={value}") for name, value in zip(headers[1:], row[1:], strict=True)]
         if tail is not None:
             last = headers[-1].replace(" ", "_")
