@@ -10,10 +10,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import httpx
 import pytest
 import redis.asyncio
-from fastapi import FastAPI
 
 from freshcache import Cache
 
@@ -34,7 +32,3 @@ async def route_cache(
         if keys:
             await client.delete(*keys)
         await client.aclose()
-
-
-def http_client(app: FastAPI) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")

@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 from typing import Annotated
 
+import httpx
 from fastapi import Depends, FastAPI, HTTPException, Security
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -117,3 +118,8 @@ def build_app(cache: Cache, db: Database, *, no_cache_refreshes: bool = True) ->
         return {"day": day, "version": db.versions.get(day, 1)}
 
     return app
+
+
+def http_client(app: FastAPI) -> httpx.AsyncClient:
+    """A client that sends real HTTP requests into ``app`` (httpx's ASGI transport)."""
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")

@@ -12,10 +12,9 @@ from typing import Annotated
 import pytest
 from fastapi import Cookie, Depends, FastAPI, Header, Request, Security
 from fastapi.security import APIKeyHeader, HTTPBearer, OAuth2PasswordBearer
-from fastapi_app import TOKENS, User, current_user
+from fastapi_app import TOKENS, User, current_user, http_client
 
 import freshcache
-from conftest import http_client
 from freshcache import Cache
 from freshcache.contrib.fastapi import RouteCacheError, cache_lifespan, cached_route
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi_app import Database, build_app
+from fastapi_app import Database, build_app, http_client
 
-from conftest import http_client
 from freshcache import Cache
 
 DAY = "2030-10-11"

@@ -278,7 +278,6 @@ class _RoutePlan:
         )
         del route.__wrapped__
         route.__annotations__ = {}
-        route.cached = compute  # type: ignore[attr-defined]  # for tests and tools
         return route
 
     def respond(self, entry: StoredResponse, if_none_match: str | None) -> Response:
