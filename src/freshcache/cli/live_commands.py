@@ -12,7 +12,7 @@ import time
 from typing import Annotated, Any
 
 import typer
-from rich.console import RenderableType
+from rich.console import Console, RenderableType
 from rich.text import Text
 
 from freshcache.cli import render
@@ -58,45 +58,67 @@ def stats(
 ) -> None:
     """Per-prefix counters and hit ratio (from /metrics), or keys and memory (from Redis)."""
     out = render.console()
-    ns = namespace_or_default(namespace)
+    source = _StatsSource(url, namespace_or_default(namespace), limit, timeout, out.width)
+    if watch is None:
+        guard(lambda: _print_stats(source, out, as_json))
+    else:
+        guard(lambda: _watch_stats(source, out, as_json, watch, count))
 
-    def snapshot() -> tuple[dict[str, Any], RenderableType]:
+
+class _StatsSource:
+    """Where ``stats`` reads from, and one reading as a JSON document and as a table."""
+
+    def __init__(self, url: str, namespace: str, limit: int, timeout: float, width: int) -> None:
+        self.url = url
+        self.namespace = namespace
+        self.limit = limit
+        self.timeout = timeout
+        self.width = width
+        self.from_metrics = is_metrics(url)
+
+    def read(self) -> tuple[dict[str, Any], RenderableType]:
         from freshcache.audit.live import fetch_metrics
 
-        if is_metrics(url):
-            metrics = asyncio.run(fetch_metrics(url, timeout))
-            return render.metrics_document(metrics), render.metrics_table(metrics, out.width)
-        sampled = asyncio.run(sample(url, ns, "*", limit, timeout))
-        return render.redis_document(sampled, ns), render.redis_table(sampled, ns, out.width)
+        if self.from_metrics:
+            metrics = asyncio.run(fetch_metrics(self.url, self.timeout))
+            return render.metrics_document(metrics), render.metrics_table(metrics, self.width)
+        ns = self.namespace
+        sampled = asyncio.run(sample(self.url, ns, "*", self.limit, self.timeout))
+        return render.redis_document(sampled, ns), render.redis_table(sampled, ns, self.width)
 
-    def once() -> None:
-        document, table = snapshot()
-        if as_json:
-            render.print_json(document)
-            return
-        out.print(table)
-        if not is_metrics(url):
-            out.print(Text(METRICS_HINT, style="dim"))
 
-    def loop() -> None:
-        from rich.live import Live
+def _print_stats(source: _StatsSource, out: Console, as_json: bool) -> None:
+    document, table = source.read()
+    if as_json:
+        render.print_json(document)
+        return
+    out.print(table)
+    if not source.from_metrics:
+        out.print(Text(METRICS_HINT, style="dim"))
 
-        assert watch is not None
-        refreshes = 1
-        if as_json:  # one compact document per refresh: JSON Lines
-            render.print_json(snapshot()[0], compact=True)
-            while count is None or refreshes < count:
-                time.sleep(watch)
-                render.print_json(snapshot()[0], compact=True)
-                refreshes += 1
-            return
-        with Live(snapshot()[1], console=out, auto_refresh=False) as screen:
-            while count is None or refreshes < count:
-                time.sleep(watch)
-                screen.update(snapshot()[1], refresh=True)
-                refreshes += 1
 
-    guard(once if watch is None else loop)
+def _watch_stats(
+    source: _StatsSource, out: Console, as_json: bool, every: float, count: int | None
+) -> None:
+    """Refresh until Ctrl-C (or ``count`` readings); JSON goes out as one line per reading."""
+    from rich.live import Live
+
+    def more(done: int) -> bool:
+        return count is None or done < count
+
+    done = 1
+    if as_json:
+        render.print_json(source.read()[0], compact=True)
+        while more(done):
+            time.sleep(every)
+            render.print_json(source.read()[0], compact=True)
+            done += 1
+        return
+    with Live(source.read()[1], console=out, auto_refresh=False) as screen:
+        while more(done):
+            time.sleep(every)
+            screen.update(source.read()[1], refresh=True)
+            done += 1
 
 
 def keys(
@@ -160,15 +182,7 @@ def invalidate(
             if not typer.confirm(f"Invalidate every key matching {pattern!r} in namespace {ns!r}?"):
                 raise CliError("not invalidated")
 
-        async def apply() -> int:
-            cache = await open_cache(url, ns, timeout)
-            try:
-                await cache.invalidate(pattern)
-                return int(cache.health().get("pending_invalidations", 0))
-            finally:
-                await cache.aclose()
-
-        if asyncio.run(apply()):
+        if asyncio.run(_invalidate(url, ns, pattern, timeout)):
             raise CliError("the backend stopped answering: the invalidation was NOT applied")
         how = {
             PatternKind.GENERATION: "generation token replaced, O(1)",
@@ -205,14 +219,7 @@ def inspect(
     def body() -> int:
         check_backend_url(url)
 
-        async def look() -> dict[str, Any]:
-            cache = await open_cache(url, namespace_or_default(namespace), timeout)
-            try:
-                return await cache.inspect(key)
-            finally:
-                await cache.aclose()
-
-        info = asyncio.run(look())
+        info = asyncio.run(_inspect(url, namespace_or_default(namespace), key, timeout))
         if as_json:
             render.print_json(info)
         else:
@@ -222,3 +229,21 @@ def inspect(
         return 1 if info.get("state") == "absent" else 0
 
     raise typer.Exit(guard(body))
+
+
+async def _invalidate(url: str, namespace: str, pattern: str, call_timeout: float) -> int:
+    """Apply the invalidation; returns how many are still pending (0: applied)."""
+    cache = await open_cache(url, namespace, call_timeout)
+    try:
+        await cache.invalidate(pattern)
+        return int(cache.health().get("pending_invalidations", 0))
+    finally:
+        await cache.aclose()
+
+
+async def _inspect(url: str, namespace: str, key: str, call_timeout: float) -> dict[str, Any]:
+    cache = await open_cache(url, namespace, call_timeout)
+    try:
+        return await cache.inspect(key)
+    finally:
+        await cache.aclose()
