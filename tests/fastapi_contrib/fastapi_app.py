@@ -111,6 +111,12 @@ def build_app(cache: Cache, db: Database, *, no_cache_refreshes: bool = True) ->
         db.loads += 1
         return JSONResponse({"detail": f"no {day}"}, status_code=404)
 
+    @app.get("/closed/{day}")
+    @cached_route(ttl=60, key_prefix="booking:closed", cache=cache)
+    async def closed(day: str) -> dict[str, str]:
+        db.loads += 1
+        raise HTTPException(409, f"{day} is closed")
+
     @app.get("/sync/{day}")
     @cached_route(ttl=60, key_prefix="booking:availability:{day}", cache=cache)
     def sync_availability(day: str) -> dict[str, object]:

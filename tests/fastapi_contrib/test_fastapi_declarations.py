@@ -187,3 +187,45 @@ async def test_the_lifespan_configures_and_closes_the_cache() -> None:
         assert len(await cache.keys("n:*")) == 1
     assert events == ["app startup", "app shutdown", "cache closed"]
     freshcache.configure(url="memory://")  # leave an open default for the tests that follow
+
+
+async def test_responses_that_must_not_be_replayed_are_not_stored(cache: Cache) -> None:
+    from fastapi.responses import JSONResponse, StreamingResponse
+    from starlette.background import BackgroundTask
+
+    app = FastAPI()
+    runs: list[str] = []
+
+    @app.get("/login")
+    @cached_route(ttl=60, key_prefix="odd", cache=cache)
+    async def login() -> JSONResponse:
+        runs.append("cookie")
+        response = JSONResponse({"ok": True})
+        response.set_cookie("session", "for-one-caller-only")
+        return response
+
+    @app.get("/stream")
+    @cached_route(ttl=60, key_prefix="odd", cache=cache)
+    async def stream() -> StreamingResponse:
+        runs.append("stream")
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b"a"
+            yield b"b"
+
+        return StreamingResponse(chunks())
+
+    @app.get("/audit")
+    @cached_route(ttl=60, key_prefix="odd", cache=cache)
+    async def with_task() -> JSONResponse:
+        runs.append("task")
+        return JSONResponse({"ok": True}, background=BackgroundTask(runs.append, "task ran"))
+
+    async with http_client(app) as client:
+        for _ in range(2):
+            first = await client.get("/login")
+            assert first.cookies["session"] == "for-one-caller-only"
+            assert (await client.get("/stream")).content == b"ab"
+            assert (await client.get("/audit")).json() == {"ok": True}
+    assert runs == ["cookie", "stream", "task", "task ran"] * 2
+    assert await cache.keys("odd:*") == []

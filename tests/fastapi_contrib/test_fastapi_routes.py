@@ -164,8 +164,13 @@ async def test_other_statuses_are_returned_and_not_stored(route_cache: Cache) ->
             assert response.status_code == 404
             assert response.json() == {"detail": f"no {DAY}"}
             assert "etag" not in response.headers
-    assert db.loads == 2
+        for _ in range(2):
+            raised = await client.get(f"/closed/{DAY}")
+            assert raised.status_code == 409
+            assert raised.json() == {"detail": f"{DAY} is closed"}
+    assert db.loads == 4
     assert await route_cache.keys("booking:missing:*") == []
+    assert await route_cache.keys("booking:closed:*") == []
 
 
 async def test_a_read_that_loaded_before_a_write_is_never_served_after_it(

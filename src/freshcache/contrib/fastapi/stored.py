@@ -70,6 +70,7 @@ def store(response: Response, etag: str, cacheable_status: frozenset[int]) -> St
         response.status_code not in cacheable_status
         or not isinstance(body, bytes)  # streaming and file responses have no body to keep
         or "set-cookie" in response.headers  # a cookie set for one caller, never replayed
+        or response.background is not None  # its tasks must run: return this very response
     ):
         raise Uncacheable(response)
     headers = [(k, v) for k, v in response.headers.items() if k.lower() not in _NOT_STORED]
