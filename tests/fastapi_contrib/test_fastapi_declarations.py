@@ -13,6 +13,7 @@ import pytest
 from fastapi import Cookie, Depends, FastAPI, Header, Request, Security
 from fastapi.security import APIKeyHeader, HTTPBearer, OAuth2PasswordBearer
 from fastapi_app import TOKENS, User, current_user, http_client
+from future_dependencies import SessionFromCookie
 
 import freshcache
 from freshcache import Cache
@@ -46,6 +47,8 @@ def cache() -> Cache:
         (Depends(user_from_oauth), "security scheme OAuth2PasswordBearer"),
         (Depends(session_user), "cookie parameter 'session'"),
         (Depends(deeper), "cookie parameter 'session'"),  # two levels down
+        # a class dependency whose annotations are strings (postponed evaluation)
+        (Depends(SessionFromCookie), "cookie parameter 'session'"),
         (Security(HTTPBearer()), "security scheme HTTPBearer"),
         (Depends(api_key), "security scheme APIKeyHeader"),
     ],

@@ -45,10 +45,20 @@ class RouteInputs:
 
 
 def resolved_signature(func: Callable[..., Any]) -> inspect.Signature:
-    """``func``'s signature with string annotations evaluated in its module."""
+    """``func``'s signature with string annotations evaluated in its module.
+
+    For a class (a class used as a dependency) the parameters are those of ``__init__``, and
+    so are the annotations, falling back to the class's own (dataclasses, pydantic models).
+    """
     signature = inspect.signature(func)
     try:
-        hints = typing.get_type_hints(func, include_extras=True)
+        if inspect.isclass(func):
+            hints = {
+                **typing.get_type_hints(func, include_extras=True),
+                **typing.get_type_hints(func.__init__, include_extras=True),
+            }
+        else:
+            hints = typing.get_type_hints(func, include_extras=True)
     except Exception as exc:
         name = getattr(func, "__qualname__", repr(func))
         raise TypeError(f"freshcache: cannot resolve the annotations of {name}: {exc}") from None
