@@ -1,5 +1,7 @@
 """Live checks against a real (private) Redis and a /metrics endpoint served here.
 
+(The live commands themselves, keys / stats / invalidate / inspect, are tested in tests/cli.)
+
 Keys are planted under ``unique_namespace`` and deleted by name afterwards: never a flush.
 """
 
@@ -10,7 +12,6 @@ import http.server
 import json
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
@@ -148,75 +149,3 @@ def test_audit_live_without_metrics_says_na(
     checks = {c["id"]: c for c in json.loads(capsys.readouterr().out)["checklist"]}
     assert checks["hit-ratio"]["status"] == "N/A"
     assert "--metrics" in checks["hit-ratio"]["evidence"]
-
-
-@pytest.mark.usefixtures("wide")
-def test_keys_and_stats_commands(
-    redis_url: str, planted: str, metrics_url: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert main(["keys", redis_url, "booking:stats:*", "-n", planted]) == 0
-    out = capsys.readouterr().out
-    assert ORPHAN in out
-    assert "no expiry" in out
-    assert UNKNOWN not in out
-    assert "2 key(s)" in out
-    assert main(["keys", redis_url, "*", "-n", planted, "--limit", "1"]) == 0
-    assert "there are more" in capsys.readouterr().out
-
-    assert main(["stats", redis_url, "-n", planted]) == 0
-    out = capsys.readouterr().out
-    assert "booking:stats" in out
-    assert "/metrics" in out  # says where the counters live
-
-    assert main(["stats", metrics_url]) == 0
-    out = capsys.readouterr().out
-    assert "90.0%" in out
-    assert "25.0%" in out
-    assert "breaker: closed" in out
-    assert main(["stats", metrics_url, "--watch", "0.2", "--count", "2"]) == 0
-
-
-@pytest.mark.usefixtures("wide")
-def test_invalidate_and_inspect_through_the_cache(
-    redis_url: str, unique_namespace: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
-    import freshcache
-
-    async def store() -> str:
-        cache = freshcache.Cache.from_url(redis_url, namespace=unique_namespace, timeout=2.0)
-        try:
-
-            @cache.cached(ttl=60, key_prefix="booking:stats")
-            async def get_stats() -> dict[str, int]:
-                return {"bookings": 3}
-
-            assert await get_stats() == {"bookings": 3}
-            (key,) = await cache.keys("booking:stats:*")
-            return str(key)
-        finally:
-            await cache.aclose()
-
-    key = asyncio.run(store())
-    client = redis.Redis.from_url(redis_url)
-    try:
-        assert main(["inspect", redis_url, key, "-n", unique_namespace, "--json"]) == 0
-        info = json.loads(capsys.readouterr().out)
-        assert info["state"] == "entry"
-        assert info["valid"] is True
-        assert info["value"] == {"bookings": 3}
-        assert main(["inspect", redis_url, key, "-n", unique_namespace]) == 0
-        assert "entry" in capsys.readouterr().out
-
-        assert main(["invalidate", redis_url, "booking:stats:*", "-n", unique_namespace]) == 0
-        assert "generation token replaced" in capsys.readouterr().out
-        assert main(["inspect", redis_url, key, "-n", unique_namespace, "--json"]) == 0
-        assert json.loads(capsys.readouterr().out)["valid"] is False
-
-        absent = "booking:stats:nothing:0000000000000000"
-        assert main(["inspect", redis_url, absent, "-n", unique_namespace]) == 1
-        capsys.readouterr()
-    finally:
-        leftovers = list(client.scan_iter(match=f"{unique_namespace}:*", count=500))
-        if leftovers:
-            client.delete(*leftovers)
-        client.close()
