@@ -27,14 +27,17 @@ def library_problems() -> list[str]:
     scripts = Path(sysconfig.get_path("scripts"))
     for f in files:
         top = f.parts[0]
-        if top not in ("freshcache", info) and f.name != "freshcache":
+        is_command = f.parent.name == scripts.name and f.name.startswith("freshcache")
+        if top not in ("freshcache", info) and not is_command:
             problems.append(f"the wheel installs {f}, outside the freshcache package")
     if PurePosixPath("freshcache/py.typed") not in files:
         problems.append("no freshcache/py.typed")
     if not any(f.parts[0] == info and f.name == "LICENSE" for f in files):
         problems.append("no LICENSE in the .dist-info")
-    if importlib.util.find_spec("myhibachi") is not None:
-        problems.append("`import myhibachi` works after installing freshcache alone")
+    service = importlib.util.find_spec("myhibachi")
+    if service is not None:
+        where = service.origin or list(service.submodule_search_locations or ())
+        problems.append(f"`import myhibachi` works after installing freshcache alone: {where}")
     if any(scripts.glob("myhibachi*")):
         problems.append(f"a myhibachi command in {scripts}")
     if not any(scripts.glob("freshcache*")):

@@ -120,7 +120,9 @@ def test_panels_have_unique_ids_and_do_not_overlap() -> None:
     for p in panels:
         g = p["gridPos"]
         assert g["x"] + g["w"] <= 24, p["title"]
-        for cell in itertools.product(range(g["x"], g["x"] + g["w"]), range(g["y"], g["y"] + g["h"])):
+        for cell in itertools.product(
+            range(g["x"], g["x"] + g["w"]), range(g["y"], g["y"] + g["h"])
+        ):
             assert cell not in cells, f"{p['title']!r} overlaps {cells[cell]!r}"
             cells[cell] = p["title"]
 
