@@ -6,16 +6,25 @@
     python3 dev.py bench      # benchmarks against cashews, aiocache, dogpile.cache (--quick)
     python3 dev.py audit      # regenerate docs/audit-report.md from the code
 
-Everything installs into ./.venv; nothing outside this folder is touched.
+Everything installs into ./.venv (both distributions, editable: the library from ./ and the
+service from distributions/myhibachi); nothing outside this folder is touched.
 Extra arguments after the command are passed through (to pytest, to the server, ...).
+
+`test` runs, in order: ruff, mypy, import-linter (when contracts are configured), pytest, then
+the release checks: both distributions built (sdist, then the wheel from it) and `twine check`,
+the freshcache wheel installed into a fresh venv (it must install freshcache and nothing else),
+`mkdocs build --strict`, and `promtool check rules` + `promtool test rules` on ops/prometheus
+(without promtool the step is skipped with a note, except under CI=true, where it fails).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import venv
 from pathlib import Path
 
@@ -23,7 +32,12 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / "python"
-EXTRAS = {"serve": "service", "test": "dev,bench", "bench": "dev,bench", "audit": "dev"}
+SERVICE = ROOT / "distributions" / "myhibachi"
+# The library's extras each command needs; the service is installed next to it every time.
+EXTRAS = {"serve": "", "test": "dev,bench", "bench": "dev,bench", "audit": "dev"}
+# What decides whether .venv must be reinstalled.
+INSTALL_INPUTS = (ROOT / "pyproject.toml", SERVICE / "pyproject.toml", SERVICE / "hatch_build.py")
+RULES = ROOT / "ops" / "prometheus"
 
 
 def _run(*cmd: str | Path) -> None:
@@ -39,13 +53,50 @@ def ensure_venv(extras: str) -> None:
     if not PY.exists():
         print(f"creating virtual environment in {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
-    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extras.encode()).hexdigest()
-    stamp = VENV / f".installed-{extras.replace(',', '-')}"
-    if stamp.exists() and stamp.read_text() == digest:
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in INSTALL_INPUTS) + extras.encode())
+    stamp = VENV / f".installed-{extras.replace(',', '-') or 'service'}"
+    if stamp.exists() and stamp.read_text() == digest.hexdigest():
         return
+    library = f".[{extras}]" if extras else "."
     _run(PY, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
-    _run(PY, "-m", "pip", "install", "--quiet", "-e", f".[{extras}]")
-    stamp.write_text(digest)
+    # One resolution for both: the service pins the library's version, satisfied by ./ itself.
+    _run(PY, "-m", "pip", "install", "--quiet", "-e", library, "-e", SERVICE)
+    stamp.write_text(digest.hexdigest())
+
+
+def check_distributions() -> None:
+    """Build both distributions, `twine check` them, install the library's wheel alone."""
+    with tempfile.TemporaryDirectory(prefix="freshcache-dist-") as tmp:
+        out = Path(tmp) / "dist"
+        for project in (ROOT, SERVICE):
+            # --no-isolation: hatchling is in .venv (dev extra); no download per build. The
+            # default of `build` is kept: the sdist first, then the wheel built from it.
+            _run(PY, "-m", "build", "--no-isolation", "--outdir", out, project)
+        _run(BIN / "twine", "check", "--strict", *sorted(out.iterdir()))
+        (wheel,) = out.glob("freshcache-*.whl")
+        (service_wheel,) = out.glob("myhibachi-*.whl")
+        fresh = Path(tmp) / "fresh-venv"
+        venv.EnvBuilder(with_pip=False).create(fresh)
+        fresh_py = fresh / BIN.name / PY.name
+        # pip of .venv installs into the fresh venv (--python): no pip bootstrap per run.
+        # --no-compile: the listing shows the wheel's files, not the .pyc pip would add.
+        _run(PY, "-m", "pip", "--python", fresh_py, "install", "--quiet", "--no-compile", wheel)
+        # -I: neither the script's folder nor the working directory is on sys.path, so
+        # `import myhibachi` can only succeed if the wheel installed it.
+        check = ROOT / "distributions" / "check_library_wheel.py"
+        _run(fresh_py, "-I", check, service_wheel)
+
+
+def check_alert_rules() -> None:
+    """promtool on the shipped alerting rules: syntax and the rule unit tests."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            raise SystemExit("promtool is missing (Debian package `prometheus`); CI=true needs it")
+        print("note: promtool not found (Debian: apt-get install prometheus); skipping the rules")
+        return
+    _run(promtool, "check", "rules", *sorted(RULES.glob("*.rules.yml")))
+    _run(promtool, "test", "rules", *sorted(RULES.glob("*.test.yml")))
 
 
 def main(argv: list[str]) -> int:
@@ -58,12 +109,34 @@ def main(argv: list[str]) -> int:
         if command == "serve":
             _run(BIN / "myhibachi", "serve", "--demo", *rest)
         elif command == "test":
-            lint = [p for p in ("src", "tests", "benchmarks", "dev.py") if (ROOT / p).exists()]
+            lint = [
+                p
+                # docs: its Python only (ruff would reformat the pages' illustrative snippets)
+                for p in (
+                    "src",
+                    "tests",
+                    "benchmarks",
+                    "distributions",
+                    "docs/examples",
+                    "docs/hooks.py",
+                    "dev.py",
+                )
+                if (ROOT / p).exists()
+            ]
             _run(BIN / "ruff", "check", "--no-cache", *lint)
             _run(BIN / "ruff", "format", "--check", "--no-cache", *lint)
             _run(BIN / "mypy")
             _run(BIN / "lint-imports")  # the dependency rules in .importlinter
             _run(PY, "-m", "pytest", *rest)
+            if rest:  # a targeted run (`dev.py test -k outage`): the suite's part only
+                print("note: arguments given; skipping the distribution, docs and rules checks")
+                return 0
+            check_distributions()
+            with tempfile.TemporaryDirectory(prefix="freshcache-site-") as site:
+                # --strict: a warning (a broken link or anchor, a missing page) fails the build.
+                os.environ["NO_MKDOCS_2_WARNING"] = "1"  # mkdocs-material's banner, not ours
+                _run(BIN / "mkdocs", "build", "--strict", "--quiet", "--site-dir", site)
+            check_alert_rules()
         elif command == "bench":
             _run(PY, "benchmarks/run.py", *(rest or ["--quick"]))
         elif command == "audit":
