@@ -53,6 +53,8 @@ def build_checklist(
         """ "5 of 7 cached reads analysed; 2 not: @x at app/x.py:12": on every line."""
         if kind == "files":
             return f"{files - len(errors)} of {files} files parsed"
+        if kind == "all":
+            return f"{coverage('reads')}; {coverage('writes')}"
         found, missed, noun = (
             (len(reads), missed_reads, "cached reads")
             if kind == "reads"

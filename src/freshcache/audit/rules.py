@@ -312,7 +312,7 @@ def _read_rules(tables: Tables, config: AuditConfig) -> Iterator[Finding]:
             yield finding(
                 "FC103",
                 where,
-                f"{name}: ttl={read.ttl_text or read.ttl:g} "
+                f"{name}: ttl={read.ttl_text or f'{read.ttl:g}'} "
                 + (
                     "is refused at import: @cached raises ValueError for a TTL that is not positive"
                     if read.api == "freshcache"

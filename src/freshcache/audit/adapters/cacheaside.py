@@ -66,6 +66,7 @@ def _function(
     gets: dict[tuple[str, str], ast.Call] = {}
     sets: dict[tuple[str, str], ast.Call] = {}
     tries = [n for n in walk_local(node) if isinstance(n, ast.Try)]
+    walked = _walked_names(node)
     for call in walk_local(node):
         if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Attribute):
             continue
@@ -73,7 +74,18 @@ def _function(
             continue
         attr = call.func.attr
         api = _client(ctx, call.func.value, services)
-        if api is None or not call.args:
+        if api is None or (not call.args and attr not in ("scan_iter", "scan")):
+            continue
+        if attr in ("scan_iter", "keys", "scan"):
+            ctx.understood(call)
+            match = next((k.value for k in call.keywords if k.arg == "match"), None)
+            if match is None and attr == "keys" and call.args:
+                match = call.args[0]
+            if match is not None:
+                add_write(ctx, qualname, ctx.loc(call), "imperative",
+                          (pattern(ctx.text(match, scope), "scan", source(match), ctx.loc(match),
+                                   PatternSource.EXPRESSION),),
+                          api=api, source_text=source(call))  # fmt: skip
             continue
         receiver = source(call.func.value)
         key = call.args[0]
@@ -103,8 +115,10 @@ def _function(
             ctx.understood(call)
             kind = "scan" if attr == "delete_pattern" else "entry"
             texts = [ctx.text(a, scope) for a in call.args if not isinstance(a, ast.Starred)]
-            if any(isinstance(a, ast.Starred) for a in call.args):
-                continue  # delete(*keys): the keys of a SCAN walk, reported with the walk
+            if any(isinstance(a, ast.Starred) for a in call.args) or any(
+                isinstance(a, ast.Name) and a.id in walked for a in call.args
+            ):
+                continue  # delete(*keys) / delete(key) of a SCAN walk: reported with the walk
             for arg, text in zip(call.args, texts, strict=True):
                 add_write(ctx, qualname, ctx.loc(call), "imperative",
                           (pattern(text, kind, source(arg), ctx.loc(arg), PatternSource.EXPRESSION),),
@@ -128,6 +142,28 @@ def _function(
         ctx.understood(put)
         api = _client(ctx, get.func.value, services) or "redis-py"  # type: ignore[attr-defined]
         _read(ctx, qualname, node, get, put, api, scope)
+
+
+def _walked_names(node: FunctionNode) -> set[str]:
+    """Names bound to keys found by a SCAN walk (``for key in r.scan_iter(...)`` or a list of
+    them): deleting those is the walk's invalidation, already recorded."""
+    names: set[str] = set()
+    for n in walk_local(node):
+        if isinstance(n, ast.For | ast.AsyncFor | ast.comprehension) and any(
+            isinstance(c, ast.Call)
+            and isinstance(c.func, ast.Attribute)
+            and c.func.attr in ("scan_iter", "keys", "scan")
+            for c in ast.walk(n.iter)
+        ):
+            names |= {t.id for t in ast.walk(n.target) if isinstance(t, ast.Name)}
+        if isinstance(n, ast.Assign) and any(
+            isinstance(c, ast.Call)
+            and isinstance(c.func, ast.Attribute)
+            and c.func.attr in ("scan_iter", "keys", "scan")
+            for c in ast.walk(n.value)
+        ):
+            names |= {t.id for t in n.targets if isinstance(t, ast.Name)}
+    return names
 
 
 def _returns_on_hit(node: FunctionNode, get: ast.Call) -> bool:

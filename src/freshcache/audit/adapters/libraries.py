@@ -76,7 +76,12 @@ def _lib(ctx: Ctx, expr: ast.expr) -> tuple[str, str] | None:
     """(library, attribute) for a decorator or call: ("cashews", "invalidate") for
     ``cache.invalidate``, ("aiocache", "cached") for ``cached``."""
     if isinstance(expr, ast.Attribute):
-        base = origin(ctx, expr.value)
+        receiver = expr.value
+        while isinstance(receiver, ast.Call):  # caches.get("redis").delete(...)
+            receiver = receiver.func
+            if isinstance(receiver, ast.Attribute):
+                receiver = receiver.value
+        base = origin(ctx, receiver)
         if base is not None:
             head = base.split(".")[0]
             if head in ("cashews", "aiocache", "fastapi_cache", "dogpile"):
@@ -490,7 +495,9 @@ def _calls(ctx: Ctx, qualname: str, node: ast.AST) -> None:
             if attr == "clear" or (attr == "invalidate" and library == "dogpile"):
                 ns = ctx.constant_str(kwargs.get("namespace")) or ""
                 text = SymText.literal(ns + "*")
-                pats = (pattern(text, "scan", source(call), where, PatternSource.LITERAL),)
+                # dogpile's region.invalidate() deletes nothing: it marks older entries invalid
+                mechanism = "generation" if library == "dogpile" else "scan"
+                pats = (pattern(text, mechanism, source(call), where, PatternSource.LITERAL),)
                 if library == "dogpile":
                     ctx.finding(finding(
                         "FC123", where,
