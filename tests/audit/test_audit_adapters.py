@@ -25,7 +25,9 @@ def _decoy_spans(root: Path) -> list[tuple[str, int, int]]:
         lines = raw.decode("latin-1").splitlines()
         for node in ast.walk(tree):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-                header = lines[node.lineno - 1 : node.body[0].lineno - 1] or [lines[node.lineno - 1]]
+                header = lines[node.lineno - 1 : node.body[0].lineno - 1] or [
+                    lines[node.lineno - 1]
+                ]
                 if any("# decoy" in line for line in header):
                     first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
                     spans.append((path.relative_to(root).as_posix(), first, node.end_lineno or 0))
@@ -92,7 +94,8 @@ def test_a_declared_wrapper_is_analysed(tmp_path: Path) -> None:
     assert result.unanalysed == ()
     (read,) = result.reads
     assert (read.qualname, read.ttl, read.key_params) == ("recent_posts", 30.0, ("limit",))
-    assert read.key is not None and read.key.display.startswith("posts:")
+    assert read.key is not None
+    assert read.key.display.startswith("posts:")
     assert {f.rule for f in result.findings} == {"FC101"}  # nothing invalidates it
 
 
@@ -116,7 +119,14 @@ def test_a_latin1_module_with_a_coding_line_is_analysed(tmp_path: Path) -> None:
 
 def test_vendored_and_generated_folders_are_skipped(tmp_path: Path) -> None:
     root = materialise("corpus_unrecognised", tmp_path)
-    for folder in (".venv/lib", "venv", "node_modules/x", "site-packages/y", "migrations", "generated"):
+    for folder in (
+        ".venv/lib",
+        "venv",
+        "node_modules/x",
+        "site-packages/y",
+        "migrations",
+        "generated",
+    ):
         target = root / folder
         target.mkdir(parents=True)
         (target / "mod.py").write_text("def broken(:\n", encoding="utf-8")

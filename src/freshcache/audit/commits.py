@@ -13,7 +13,6 @@ from __future__ import annotations
 from freshcache.audit.model import CommitContext
 from freshcache.audit.scanner import CallSite, FunctionFacts, RawWrite
 
-
 #: Calls that invalidate, in every API the audit models.
 _INVALIDATING_CALLS = frozenset(
     {"invalidate", "invalidate_sync", "delete", "delete_pattern", "delete_match", "clear",
@@ -39,7 +38,9 @@ def _teardown_commit(caller: FunctionFacts, functions: list[FunctionFacts]) -> s
             dep = next((f for f in functions if f.qualname == name), None)
             if dep is None:
                 continue
-            yields = [n.lineno for n in ast.walk(dep.node) if isinstance(n, ast.Yield | ast.YieldFrom)]
+            yields = [
+                n.lineno for n in ast.walk(dep.node) if isinstance(n, ast.Yield | ast.YieldFrom)
+            ]
             if yields and any(line > min(yields) for line in dep.commit_lines):
                 return name
     return ""

@@ -46,7 +46,11 @@ def _excluded(read: CachedRead) -> list[str]:
     for p in read.params:
         if p.name in ("self", "cls"):
             continue
-        if is_session_or_request(p) or annotation_names(p.annotation) & _SESSIONY or p.name in read.by_identity:
+        if (
+            is_session_or_request(p)
+            or annotation_names(p.annotation) & _SESSIONY
+            or p.name in read.by_identity
+        ):
             out.append(p.name)
     return out
 

@@ -172,8 +172,13 @@ def to_dict(result: AuditResult) -> dict[str, Any]:
         ],
         "live": _live(result.live),
         "apis": [
-            {"api": a.api, "layout": a.layout, "defined_at": a.defined_at or None,
-             "reads": a.reads, "writes": a.writes}
+            {
+                "api": a.api,
+                "layout": a.layout,
+                "defined_at": a.defined_at or None,
+                "reads": a.reads,
+                "writes": a.writes,
+            }
             for a in result.apis
         ],
         "unanalysed": [
@@ -181,8 +186,15 @@ def to_dict(result: AuditResult) -> dict[str, Any]:
             for u in result.unanalysed
         ],
         "migration": [
-            {"subject": m.subject, "kind": m.kind, "api": m.api, "location": _loc(m.location),
-             "current": m.current, "replacement": m.replacement, "notes": m.notes or None}
+            {
+                "subject": m.subject,
+                "kind": m.kind,
+                "api": m.api,
+                "location": _loc(m.location),
+                "current": m.current,
+                "replacement": m.replacement,
+                "notes": m.notes or None,
+            }
             for m in result.migration
         ],
     }

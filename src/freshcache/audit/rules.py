@@ -248,7 +248,7 @@ def _value_rules(tables: Tables, scan: ScanResult) -> Iterator[Finding]:
             )
             continue
         model = sorted(names & models)
-        if model and (default_str or read.serializer.startswith("json (jsonable")):  # type: ignore[union-attr]
+        if model and (default_str or (read.serializer or "").startswith("json (jsonable")):
             how = (
                 "its str() (a repr with an address)" if default_str else "a dict of its attributes"
             )

@@ -80,8 +80,7 @@ def _sweep(ctx: Ctx, layers: set[str]) -> None:
             if (
                 any(marker in qual for marker in _IN_PROCESS)
                 or text.endswith(("cached_property", "lru_cache", "functools.cache"))
-                or (text == "cache"
-                and ctx.qualified(func) == "functools.cache")
+                or (text == "cache" and ctx.qualified(func) == "functools.cache")
             ):
                 continue
             where_defined = _defined_at(ctx, qual)
@@ -106,9 +105,10 @@ def _sweep(ctx: Ctx, layers: set[str]) -> None:
     for call in ast.walk(ctx.info.tree):
         if not isinstance(call, ast.Call) or id(call) in ctx.out.understood:
             continue
-        qual = ctx.qualified(call.func)
-        if qual is None or qual.split(".")[0] not in _LIBRARIES:
+        called = ctx.qualified(call.func)
+        if called is None or called.split(".")[0] not in _LIBRARIES:
             continue
+        qual = called
         last = qual.rsplit(".", 1)[-1]
         if last in _CONFIG or last[:1].isupper():
             continue

@@ -232,9 +232,9 @@ def is_dependency(param: Param, node: FunctionNode) -> bool:
         positional[len(positional) - len(a.defaults) :], a.defaults, strict=True
     ):
         defaults[arg.arg] = default
-    for arg, default in zip(a.kwonlyargs, a.kw_defaults, strict=True):
-        if default is not None:
-            defaults[arg.arg] = default
+    for kwarg, kw_default in zip(a.kwonlyargs, a.kw_defaults, strict=True):
+        if kw_default is not None:
+            defaults[kwarg.arg] = kw_default
     value = defaults.get(param.name)
     return isinstance(value, ast.Call) and source(value.func).rsplit(".", 1)[-1] in (
         "Depends",

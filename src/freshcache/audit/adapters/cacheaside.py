@@ -121,7 +121,8 @@ def _function(
                 continue  # delete(*keys) / delete(key) of a SCAN walk: reported with the walk
             for arg, text in zip(call.args, texts, strict=True):
                 add_write(ctx, qualname, ctx.loc(call), "imperative",
-                          (pattern(text, kind, source(arg), ctx.loc(arg), PatternSource.EXPRESSION),),
+                          (pattern(text, kind, source(arg), ctx.loc(arg),
+                                   PatternSource.EXPRESSION),),
                           api=api, source_text=source(call))  # fmt: skip
         elif attr in ("scan_iter", "keys", "scan"):
             ctx.understood(call)
@@ -178,9 +179,12 @@ def _returns_on_hit(node: FunctionNode, get: ast.Call) -> bool:
                 targets = n.targets if isinstance(n, ast.Assign) else [n.target]
                 names |= {t.id for t in targets if isinstance(t, ast.Name)}
     for n in walk_local(node):
-        if isinstance(n, ast.If) and names_in(n.test) & names:
-            if any(isinstance(b, ast.Return) for b in ast.walk(n)):
-                return True
+        if (
+            isinstance(n, ast.If)
+            and names_in(n.test) & names
+            and any(isinstance(b, ast.Return) for b in ast.walk(n))
+        ):
+            return True
     return False
 
 

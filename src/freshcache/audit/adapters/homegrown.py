@@ -28,7 +28,7 @@ from freshcache.audit.adapters.base import (
     params_of,
     pattern,
 )
-from freshcache.audit.model import Hole, HoleKind, Location, PatternSource, SymText
+from freshcache.audit.model import CachedRead, Hole, HoleKind, Location, PatternSource, SymText
 from freshcache.audit.resolve import ModuleInfo, source
 from freshcache.audit.rules import finding
 from freshcache.audit.scanner import FunctionNode, ScanResult
@@ -112,7 +112,8 @@ def find_layers(out: ScanResult) -> dict[str, Layer]:
             if layer is None:
                 continue
             same_module = [s for s in services if s.module is mod]
-            layer.service = (same_module or services or [None])[0]
+            candidates = same_module or services
+            layer.service = candidates[0] if candidates else None
             layers[layer.qual] = layer
     return layers
 
@@ -192,8 +193,8 @@ def _read_wrapper(mod: ModuleInfo, layer: Layer, wrapper: FunctionNode) -> None:
             if target is not None and "key" in n.func.id.lower():
                 _read_builder(mod, layer, target)
         if isinstance(n, ast.Call) and source(n.func) in ("str", "repr") and n.args:
-            if names := {x.id for x in ast.walk(n.args[0]) if isinstance(x, ast.Name)}:
-                layer.by_identity |= bool(names & {"args", "kwargs"})
+            names = {x.id for x in ast.walk(n.args[0]) if isinstance(x, ast.Name)}
+            layer.by_identity |= bool(names & {"args", "kwargs"})
         if isinstance(n, ast.FormattedValue) and isinstance(n.value, ast.Name):
             layer.by_identity |= n.value.id in ("args", "kwargs")
     for n in ast.walk(wrapper):
@@ -278,9 +279,13 @@ def _services(mod: ModuleInfo) -> list[Service]:
                         service.serializer = (
                             f"json (default={source(default.value)})" if default else "json"
                         )
-                if name == "delete_pattern" and isinstance(n, ast.Call):
-                    if isinstance(n.func, ast.Attribute) and n.func.attr in ("scan_iter", "keys"):
-                        service.scan_delete = True
+                if (
+                    name == "delete_pattern"
+                    and isinstance(n, ast.Call)
+                    and isinstance(n.func, ast.Attribute)
+                    and n.func.attr in ("scan_iter", "keys")
+                ):
+                    service.scan_delete = True
         out.append(service)
     return out
 
@@ -388,7 +393,7 @@ def _layout(layer: Layer) -> str:
 
 def _read(
     ctx: Ctx, layer: Layer, qualname: str, node: FunctionNode, deco: ast.expr, call: ast.Call | None
-) -> object:
+) -> CachedRead:
     ttl_expr = layer.param_expr(call, _TTL_NAMES)
     prefix_expr = layer.param_expr(call, _PREFIX_NAMES)
     prefix_value = ctx.constant_str(prefix_expr) if prefix_expr is not None else ""
@@ -430,7 +435,7 @@ def _read(
             identity.append(p.name)
     ttl_override = None
     if layer.service is not None and layer.service.ttl_truthy is not None:
-        ttl, source_kind, text = ctx.ttl(ttl_expr)
+        ttl, _source, text = ctx.ttl(ttl_expr)
         if ttl == 0:
             from freshcache.audit.model import TtlSource
 

@@ -200,7 +200,11 @@ def _cashews_deco(
         keyed = tuple(names)
         dropped = ()
     identity = tuple(n for n in keyed if n in ("self", "cls"))
-    serializer, signed = state.get("cashews_serializer", (None, False))  # type: ignore[misc]
+    setup = state.get("cashews_serializer")
+    serializer: str | None = None
+    signed = False
+    if isinstance(setup, tuple):
+        serializer, signed = str(setup[0]), bool(setup[1])
     ctx.out.reads.append(
         make_read(
             ctx, qualname, node, api="cashews",
@@ -264,7 +268,8 @@ def _aiocache_read(
     namespace = ctx.constant_str(kwargs.get("namespace")) or ""
     key_value = ctx.constant_str(kwargs.get("key"))
     custom = "key_builder" in kwargs
-    noself = isinstance(kwargs.get("noself"), ast.Constant) and kwargs["noself"].value is True  # type: ignore[union-attr]
+    noself_arg = kwargs.get("noself")
+    noself = isinstance(noself_arg, ast.Constant) and noself_arg.value is True
     if key_value is not None:
         prefix = SymText.literal(namespace + key_value)
         suffix = SymText(())
@@ -333,7 +338,9 @@ def _fastapi_cache_read(
             prefix=SymText.literal(namespace) if namespace else SymText(()),
             prefix_text=source(kwargs["namespace"]) if "namespace" in kwargs else "",
             prefix_node=kwargs.get("namespace", deco),
-            key_suffix=SymText((":", Hole(HoleKind.HASH, f"md5({ctx.info.name}:{node.name}:args)"))),
+            key_suffix=SymText(
+                (":", Hole(HoleKind.HASH, f"md5({ctx.info.name}:{node.name}:args)"))
+            ),
             key_params=keyed, serializer=serializer, custom_key="key_builder" in kwargs,
             source_text="@" + source(deco),
             ttl_override=override,  # type: ignore[arg-type]
@@ -343,12 +350,16 @@ def _fastapi_cache_read(
 
 def fastapi_cache_init(ctx: Ctx, state: dict[str, object]) -> None:
     for call in ast.walk(ctx.info.tree):
-        if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute):
-            if call.func.attr == "init" and _lib(ctx, call.func) == ("fastapi_cache", "init"):
-                ctx.understood(call)
-                expire = argument(call, "expire")
-                if expire is not None:
-                    state["fastapi_cache_expire"] = ctx.ttl(expire)
+        if (
+            isinstance(call, ast.Call)
+            and isinstance(call.func, ast.Attribute)
+            and call.func.attr == "init"
+            and _lib(ctx, call.func) == ("fastapi_cache", "init")
+        ):
+            ctx.understood(call)
+            expire = argument(call, "expire")
+            if expire is not None:
+                state["fastapi_cache_expire"] = ctx.ttl(expire)
 
 
 # -- dogpile.cache -----------------------------------------------------------------------------
@@ -408,13 +419,16 @@ def dogpile_regions(ctx: Ctx, state: dict[str, object]) -> None:
         for call in ast.walk(value):
             if isinstance(call, ast.Call):
                 ctx.understood(call)
-            if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute):
-                if call.func.attr == "configure":
-                    args, kwargs = call_args(call)
-                    backend = ctx.constant_str(args[0]) if args else None
-                    state[f"dogpile_backend:{name}"] = backend or ""
-                    if "expiration_time" in kwargs:
-                        state[f"dogpile_ttl:{name}"] = ctx.ttl(kwargs["expiration_time"])
+            if (
+                isinstance(call, ast.Call)
+                and isinstance(call.func, ast.Attribute)
+                and call.func.attr == "configure"
+            ):
+                args, kwargs = call_args(call)
+                backend = ctx.constant_str(args[0]) if args else None
+                state[f"dogpile_backend:{name}"] = backend or ""
+                if "expiration_time" in kwargs:
+                    state[f"dogpile_ttl:{name}"] = ctx.ttl(kwargs["expiration_time"])
 
 
 # -- imperative calls: deletes and clears --------------------------------------------------------
@@ -493,8 +507,8 @@ def _calls(ctx: Ctx, qualname: str, node: ast.AST) -> None:
             ctx.understood(call)
             target = kwargs.get("key", kwargs.get("pattern", args[0] if args else None))
             if attr == "clear" or (attr == "invalidate" and library == "dogpile"):
-                ns = ctx.constant_str(kwargs.get("namespace")) or ""
-                text = SymText.literal(ns + "*")
+                namespace = ctx.constant_str(kwargs.get("namespace")) or ""
+                text = SymText.literal(namespace + "*")
                 # dogpile's region.invalidate() deletes nothing: it marks older entries invalid
                 mechanism = "generation" if library == "dogpile" else "scan"
                 pats = (pattern(text, mechanism, source(call), where, PatternSource.LITERAL),)
