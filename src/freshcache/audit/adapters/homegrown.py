@@ -48,6 +48,7 @@ _DELETE_CALLS = {
     "delete_match",
     "invalidate_pattern",
 }
+_FIELD_NAMES = ("key_fields", "keys", "vary_on", "fields", "key_args")
 _TTL_NAMES = ("ttl", "expire", "expiration", "expires", "timeout", "seconds", "ex")
 _PREFIX_NAMES = ("key_prefix", "prefix", "namespace", "key")
 
@@ -88,6 +89,7 @@ class Layer:
     hit_line: int = 0
     cache_attr: str | None = None  # args[0].<cache_attr>
     service: Service | None = None
+    serializer: str = ""  # pickle/json called in the wrapper itself (no service)
 
     @property
     def where(self) -> str:
@@ -197,11 +199,20 @@ def _read_wrapper(mod: ModuleInfo, layer: Layer, wrapper: FunctionNode) -> None:
             layer.by_identity |= bool(names & {"args", "kwargs"})
         if isinstance(n, ast.FormattedValue) and isinstance(n.value, ast.Name):
             layer.by_identity |= n.value.id in ("args", "kwargs")
+        if isinstance(n, ast.Call) and source(n.func).endswith(("dumps", "loads")):
+            layer.serializer = (
+                "pickle" if "pickle" in source(n.func) else layer.serializer or "json"
+            )
     for n in ast.walk(wrapper):
         if not isinstance(n, ast.If):
             continue
         test = n.test
-        if isinstance(test, ast.Name) and test.id in got:
+        returns_raw = any(
+            isinstance(r, ast.Return) and isinstance(r.value, ast.Name) and r.value.id in got
+            for r in ast.walk(n)
+        )
+        if isinstance(test, ast.Name) and test.id in got and returns_raw:
+            # Only a decoded value is tested: raw bytes of a stored [] or 0 are never empty.
             layer.hit_test, layer.hit_line = "truthy", n.lineno
         elif (
             isinstance(test, ast.Compare)
@@ -353,6 +364,8 @@ def layer_findings(ctx_out: ScanResult, layers: dict[str, Layer]) -> None:
 
 
 def serializer_of(layer: Layer) -> str:
+    if layer.serializer:
+        return layer.serializer
     return layer.service.serializer if layer.service else "unknown"
 
 
@@ -415,6 +428,16 @@ def _read(
     keyed: list[str] = []
     dropped: list[tuple[str, str]] = []
     identity: list[str] = []
+    named = layer.param_expr(call, _FIELD_NAMES)
+    fields = ctx.resolver.constant(ctx.info, named) if named is not None else None
+    if isinstance(fields, tuple) and all(isinstance(f, str) for f in fields):
+        # key_fields=["product_id"]: only the named arguments reach the key
+        for p in params:
+            if p.name in fields:
+                keyed.append(p.name)
+            elif not (is_session_or_request(p) or is_dependency(p, node)):
+                dropped.append((p.name, f"{source(named)} does not name it"))  # type: ignore[arg-type]
+        params = []
     for p in params:
         if p.name in ("args", "kwargs") and not p.annotation:
             continue

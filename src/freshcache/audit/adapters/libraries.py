@@ -555,7 +555,7 @@ def _cached_function(ctx: Ctx, expr: ast.expr):  # type: ignore[no-untyped-def]
         (
             r for r in ctx.out.reads
             if r.module == ctx.info.name and r.qualname.rsplit(".", 1)[-1] == name
-            and r.api in ("dogpile.cache", "aiocache")
+            and r.api in ("dogpile.cache", "aiocache", "home-grown")
         ),
         None,
     )  # fmt: skip
