@@ -43,7 +43,18 @@ PLANTED = {
     "over_broad": {"FC112"},
     "syntax_error": {"FC001"},
     "malformed": {"FC101", "FC113", "FC114"},
-}
+    # One realistic code base per cache API, each with planted defects and correct decoys.
+    "corpus_homegrown": {
+        "FC103", "FC106", "FC111", "FC112", "FC116", "FC117", "FC118", "FC119", "FC120",
+        "FC121", "FC122",
+    },
+    "corpus_cashews": {"FC101", "FC102", "FC106", "FC107", "FC109", "FC116"},
+    "corpus_aiocache": {"FC101", "FC102", "FC103", "FC109", "FC116"},
+    "corpus_fastapi_cache2": {"FC101", "FC102", "FC106", "FC109", "FC110"},
+    "corpus_dogpile": {"FC109", "FC110", "FC123"},
+    "corpus_redispy": {"FC103", "FC106", "FC107", "FC110", "FC111", "FC116", "FC119"},
+    "corpus_unrecognised": {"FC115"},
+}  # fmt: skip
 
 
 def test_every_fixture_is_listed() -> None:

@@ -16,8 +16,9 @@ from pathlib import Path
 from freshcache.audit.analysis import build_tables
 from freshcache.audit.checklist import build_checklist
 from freshcache.audit.config import AuditConfig, ConfigError, load_config
-from freshcache.audit.model import AuditResult, LiveReport, Severity
-from freshcache.audit.rules import static_findings
+from freshcache.audit.migration import migration_steps
+from freshcache.audit.model import ApiUse, AuditResult, LiveReport, Severity
+from freshcache.audit.rules import family, static_findings
 from freshcache.audit.scanner import AuditInputError, display_path, scan
 
 __all__ = [
@@ -38,11 +39,26 @@ def run_audit(paths: Sequence[Path], root: Path, config: AuditConfig | None = No
     """Scan ``paths`` (files or folders) and compute the report. Paths are shown relative to
     ``root``, so the report is the same wherever the repository is checked out."""
     config = config or AuditConfig()
-    result = scan(paths, root)
+    result = scan(paths, root, config)
     tables = build_tables(result)
     findings = static_findings(result, tables, config)
-    checklist = build_checklist(tables, findings, result.errors, config, len(result.files), None)
+    checklist = build_checklist(
+        tables, findings, result.errors, config, len(result.files), None, result.unanalysed
+    )
+    apis = tuple(
+        ApiUse(
+            api,
+            layout,
+            defined_at,
+            sum(1 for r in tables.reads if family(r.api) == family(api)),
+            sum(1 for w in tables.writes if family(w.api) == family(api)),
+        )
+        for api, (layout, defined_at) in sorted(result.apis.items())
+    )
     return AuditResult(
+        unanalysed=tuple(result.unanalysed),
+        migration=migration_steps(tables.reads, tables.writes),
+        apis=apis,
         paths=tuple(display_path(p.resolve(), root, p.resolve().parent) or "." for p in paths),
         files=tuple(result.files),
         ttl_bounds=(config.ttl_min, config.ttl_max),

@@ -64,6 +64,9 @@ def _writes(scan: ScanResult) -> list[Write]:
         commit, evidence = commit_context(raw, scan.functions)
         writes.append(
             Write(
+                api=raw.api,
+                store=raw.store,
+                source_text=raw.source_text,
                 id=write_id,
                 module=raw.module,
                 qualname=raw.qualname,
@@ -95,8 +98,12 @@ def build_tables(scan: ScanResult) -> Tables:
         for pattern in write.patterns:
             if pattern.text is None or pattern.kind in ("malformed", "unknown"):
                 continue
+            if pattern.text.parts and not isinstance(pattern.text.parts[0], str):
+                continue  # begins with a value the audit cannot see: it could match anything
             for read in reads:
                 key = read.key
+                if not reaches(write, read):
+                    continue
                 if key is None or not globmatch.matches(key, pattern.text):
                     continue
                 extent = _extent(key, write, pattern.text)
@@ -107,6 +114,19 @@ def build_tables(scan: ScanResult) -> Tables:
                     over_broad.append(OverBroad(write.id, read.id, shown, reason))
     staleness = {read.id: _staleness(read, coverage) for read in reads}
     return Tables(tuple(reads), tuple(writes), tuple(coverage), tuple(over_broad), staleness)
+
+
+def reaches(write: Write, read: CachedRead) -> bool:
+    """Can this write's API touch this read's entries at all (same library, same instance)?"""
+    if read.store.startswith("own:") or write.store.startswith("own:"):
+        return read.store == write.store  # a decorator's private instance
+    if read.store and write.store and read.store != write.store:
+        return False
+    w, r = write.api.split()[0], read.api.split()[0]
+    if w == r:
+        return True
+    # A raw client reaches every key in its Redis; the other libraries only their own.
+    return w == "redis-py" and r in ("home-grown", "cashews", "redis-py")
 
 
 def _over_broad_reason(read: CachedRead, write: Write, extent: str) -> str:

@@ -17,6 +17,7 @@ from freshcache.audit.model import (
     Finding,
     LiveReport,
     SourceError,
+    Unanalysed,
 )
 
 PASS, FAIL, NA = CheckStatus.PASS, CheckStatus.FAIL, CheckStatus.NA
@@ -38,15 +39,53 @@ def build_checklist(
     config: AuditConfig,
     files: int,
     live: LiveReport | None,
+    unanalysed: Sequence[Unanalysed] = (),
 ) -> list[CheckItem]:
     def rule_hits(*rules: str) -> list[Finding]:
         return [f for f in findings if f.rule in rules]
 
-    def item(id_: str, title: str, decide: Callable[[], tuple[CheckStatus, str]]) -> CheckItem:
-        status, evidence = decide()
-        return CheckItem(id_, title, status, evidence)
-
     reads, writes = tables.reads, tables.writes
+    missed_reads = [u for u in unanalysed if u.kind == "read"]
+    missed_writes = [u for u in unanalysed if u.kind == "write"]
+    missed_calls = [u for u in unanalysed if u.kind == "call"]
+
+    def coverage(kind: str) -> str:
+        """ "5 of 7 cached reads analysed; 2 not: @x at app/x.py:12": on every line."""
+        if kind == "files":
+            return f"{files - len(errors)} of {files} files parsed"
+        if kind == "all":
+            return f"{coverage('reads')}; {coverage('writes')}"
+        found, missed, noun = (
+            (len(reads), missed_reads, "cached reads")
+            if kind == "reads"
+            else (len(writes), missed_writes + missed_calls, "writes")
+        )
+        text = f"{found} of {found + len(missed)} {noun} analysed"
+        if missed:
+            text += f"; {len(missed)} not: " + _names(
+                [f"{u.what} at {u.location.display}" for u in missed], 2
+            )
+        return text
+
+    def item(
+        id_: str, title: str, decide: Callable[[], tuple[CheckStatus, str]], kind: str = "reads"
+    ) -> CheckItem:
+        status, evidence = decide()
+        partial = (
+            (missed_reads if kind == "reads" else missed_writes + missed_calls)
+            if kind
+            in (
+                "reads",
+                "writes",
+            )
+            else []
+        )
+        if status is PASS and partial:
+            # Never a pass over code that was not read: what was read passed, the rest is open.
+            status = NA
+            evidence = "not verified for all: " + evidence
+        return CheckItem(id_, title, status, f"{coverage(kind)}. {evidence}")
+
     patterns = [p for w in writes for p in w.patterns]
 
     def reads_invalidated() -> tuple[CheckStatus, str]:
@@ -168,23 +207,65 @@ def build_checklist(
             return FAIL, _names([f"{e.location.display}: {e.message}" for e in errors], 2)
         return PASS, f"{files} file(s) parsed"
 
+    def understood() -> tuple[CheckStatus, str]:
+        if unanalysed:
+            return FAIL, f"{len(unanalysed)} not understood: " + _names(
+                [f"{u.what} at {u.location.display} ({u.why.split(';')[0]})" for u in unanalysed],
+                3,
+            )
+        apis = sorted({r.api for r in reads} | {w.api for w in writes})
+        if not apis:
+            return NA, "no cache code found"
+        return PASS, "every cache call found was analysed: " + ", ".join(apis)
+
+    def by_rule(
+        rules: tuple[str, ...], ok: str, none: str = ""
+    ) -> Callable[[], tuple[CheckStatus, str]]:
+        def decide() -> tuple[CheckStatus, str]:
+            if not reads and not writes:
+                return NA, none or "no cached read found"
+            bad = rule_hits(*rules)
+            if bad:
+                return FAIL, f"{len(bad)} finding(s): " + _names(
+                    [
+                        f"{f.message.split(':')[0]} ({f.location.display if f.location else ''})"
+                        for f in bad
+                    ],
+                    2,
+                )
+            return PASS, ok
+
+        return decide
+
     items = [
+        item("cache-code-understood", "All cache code found was analysed (no unrecognised "
+             "wrapper or call)", understood, "all"),
         item("reads-invalidated", "All @cached methods have matching @invalidate_cache",
              reads_invalidated),
         item("no-dead-invalidations", "Every invalidation pattern matches a cached read",
-             no_dead),
+             no_dead, "writes"),
         item("keys-consistent", "Cache key patterns are consistent (valid, no shared key space)",
              keys_consistent),
         item("ttl-appropriate", "TTL values are appropriate (static, within bounds)", ttls),
         item("patterns-aligned", "Wildcard patterns work correctly (segment-aligned, no SCAN)",
-             aligned),
-        item("values-escaped", "Values in patterns are escaped (no glob injection)", escaped),
+             aligned, "writes"),
+        item("values-escaped", "Values in patterns are escaped (no glob injection)", escaped,
+             "writes"),
         item("keys-expire", "No cache leaks: every cached read has a TTL", expire),
         item("args-keyable", "No cached function keys on a session or request", keyable),
         item("pickle-signed", "Pickled values are signed", pickle_signed),
         item("after-commit", "Invalidation happens after successful operations (after commit)",
-             after_commit),
-        item("sources-parsed", "Every source file was analysed", parsed),
+             after_commit, "writes"),
+        item("keys-complete", "Every argument that changes the result reaches the key, by value",
+             by_rule(("FC116", "FC109"), "no argument dropped from a key or keyed by identity")),
+        item("values-round-trip", "Cached values come back as they went in (serializer, hit test)",
+             by_rule(("FC117", "FC118", "FC110"), "no value the serializer or hit test loses")),
+        item("fails-safe", "Redis down: no invalidation lost, no security check passed, no "
+             "object silently uncached",
+             by_rule(("FC119", "FC120", "FC121", "FC122", "FC123"),
+                     "no swallowed invalidation, fail-open security state or uncached object"),
+             "writes"),
+        item("sources-parsed", "Every source file was analysed", parsed, "files"),
     ]  # fmt: skip
     items.extend(live_checklist(live, config))
     return items

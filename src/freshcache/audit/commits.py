@@ -13,6 +13,38 @@ from __future__ import annotations
 from freshcache.audit.model import CommitContext
 from freshcache.audit.scanner import CallSite, FunctionFacts, RawWrite
 
+#: Calls that invalidate, in every API the audit models.
+_INVALIDATING_CALLS = frozenset(
+    {"invalidate", "invalidate_sync", "delete", "delete_pattern", "delete_match", "clear",
+     "unlink", "scan_iter"}
+)  # fmt: skip
+
+
+def _teardown_commit(caller: FunctionFacts, functions: list[FunctionFacts]) -> str:
+    """The name of a FastAPI dependency of ``caller`` (``= Depends(get_session)``) that yields
+    the session and commits after the yield: the commit happens when the response is sent."""
+    import ast
+
+    node = caller.node
+    defaults = [*node.args.defaults, *(d for d in node.args.kw_defaults if d is not None)]
+    annotations = [a.annotation for a in [*node.args.args, *node.args.kwonlyargs] if a.annotation]
+    for expr in [*defaults, *annotations]:
+        for call in ast.walk(expr):
+            if not (isinstance(call, ast.Call) and call.args):
+                continue
+            if ast.unparse(call.func).rsplit(".", 1)[-1] != "Depends":
+                continue
+            name = ast.unparse(call.args[0]).rsplit(".", 1)[-1]
+            dep = next((f for f in functions if f.qualname == name), None)
+            if dep is None:
+                continue
+            yields = [
+                n.lineno for n in ast.walk(dep.node) if isinstance(n, ast.Yield | ast.YieldFrom)
+            ]
+            if yields and any(line > min(yields) for line in dep.commit_lines):
+                return name
+    return ""
+
 
 def _sites(
     functions: list[FunctionFacts], name: str, exclude: FunctionFacts | None
@@ -36,7 +68,7 @@ def commit_context(write: RawWrite, functions: list[FunctionFacts]) -> tuple[Com
             (
                 s
                 for s in facts.calls
-                if s.line == write.location.line and s.name in ("invalidate", "invalidate_sync")
+                if s.line == write.location.line and s.name in _INVALIDATING_CALLS
             ),
             None,
         )
@@ -74,6 +106,14 @@ def commit_context(write: RawWrite, functions: list[FunctionFacts]) -> tuple[Com
         shown = ", ".join(_where(c, s.line) for c, s in sites[:3])
         more = f" and {len(sites) - 3} more" if len(sites) > 3 else ""
         return CommitContext.UNIT_OF_WORK, f"every call is inside a unit of work: {shown}{more}"
+    for caller, site in outside:
+        teardown = _teardown_commit(caller, functions)
+        if teardown:
+            return (
+                CommitContext.BEFORE_CALLER_COMMIT,
+                f"{_where(caller, site.line)} calls it, and the commit runs in {teardown}'s "
+                "teardown, after the endpoint has returned",
+            )
     caller, site = outside[0]
     return (
         CommitContext.UNKNOWN,

@@ -123,6 +123,22 @@ class CachedRead:
     #: what follows the prefix: ":{qualname}[:{version}]:{args_hash}", or the escaped result
     #: of key=... in place of the hash
     key_suffix: SymText = SymText(())
+    #: the cache API that makes this read ("freshcache", "cashews", "home-grown", ...)
+    api: str = "freshcache"
+    #: the parameters whose values reach the key; None: every parameter but ``exclude`` and
+    #: self/cls (freshcache's rule)
+    key_params: tuple[str, ...] | None = None
+    #: parameters the key ignores, with why ("the key builder keeps only str/int/...")
+    dropped: tuple[tuple[str, str], ...] = ()
+    #: parameters the key holds by identity (repr/str of an object: a memory address)
+    by_identity: tuple[str, ...] = ()
+    #: the return annotation's source text, "" when absent
+    returns: str = ""
+    #: which cache instance holds the entries ("" the API's shared default; "own:<id>" a
+    #: decorator-private instance no other code can reach)
+    store: str = ""
+    #: what the decorator looked like in the source, for the migration plan
+    source_text: str = ""
 
     @property
     def key(self) -> SymText | None:
@@ -168,6 +184,9 @@ class Write:
     footprint: frozenset[str] | None  # attribute names the write changes; None: unknown/all
     commit: CommitContext
     commit_evidence: str
+    api: str = "freshcache"
+    store: str = ""
+    source_text: str = ""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -220,6 +239,40 @@ class SourceError:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Unanalysed:
+    """Cache code the audit found and could not analyse: never counted as a pass."""
+
+    location: Location
+    what: str  # "@cache_response(...)", "cashews cache.set_lock(...)"
+    why: str
+    kind: str  # "read" | "write" | "call"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MigrationStep:
+    """One read or write found, and the freshcache code that replaces it."""
+
+    subject: str  # the read or write id
+    location: Location
+    api: str
+    kind: str  # "read" | "write"
+    current: str  # the decorator or call as written
+    replacement: str  # the freshcache decorator, template or call
+    notes: str  # what changes (keys, values, behaviour when Redis is down)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ApiUse:
+    """One cache API found in the code base: how it lays out keys and where it was seen."""
+
+    api: str
+    layout: str  # the key layout, in the audited code's own terms
+    defined_at: str  # "src/core/cache.py" for a home-grown layer, "" for a library
+    reads: int
+    writes: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class LiveReport:
     """What a live backend and (optionally) a metrics endpoint said."""
 
@@ -262,6 +315,9 @@ class AuditResult:
     checklist: tuple[CheckItem, ...]
     errors: tuple[SourceError, ...]
     live: LiveReport | None = None
+    unanalysed: tuple[Unanalysed, ...] = ()
+    migration: tuple[MigrationStep, ...] = ()
+    apis: tuple[ApiUse, ...] = ()
 
     def count(self, severity: Severity) -> int:
         return sum(1 for f in self.findings if f.severity is severity)

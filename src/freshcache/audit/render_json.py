@@ -57,6 +57,11 @@ def _read(result: AuditResult, read: CachedRead) -> dict[str, Any]:
         "signed": read.signing_key,
         "custom_key": read.custom_key,
         "reads_attributes": sorted(read.footprint) if read.footprint is not None else None,
+        "api": read.api,
+        "key_params": list(read.key_params) if read.key_params is not None else None,
+        "dropped_from_key": [{"param": n, "reason": why} for n, why in read.dropped],
+        "keyed_by_identity": list(read.by_identity),
+        "store": read.store or None,
         "invalidated_by": [
             {"write": c.write, "pattern": c.pattern, "extent": c.extent}
             for c in result.covering(read.id)
@@ -85,6 +90,8 @@ def _write(result: AuditResult, write: Write) -> dict[str, Any]:
         "kind": write.kind,
         "patterns": [_pattern(p) for p in write.patterns],
         "changes_attributes": sorted(write.footprint) if write.footprint is not None else None,
+        "api": write.api,
+        "store": write.store or None,
         "invalidates": [
             {"read": c.read, "pattern": c.pattern, "extent": c.extent}
             for c in result.covered_by(write.id)
@@ -148,6 +155,7 @@ def to_dict(result: AuditResult) -> dict[str, Any]:
             "files": len(result.files),
             "unparsed_files": len(result.errors),
             "reads": len(result.reads),
+            "unanalysed": len(result.unanalysed),
             "writes": len(result.writes),
             "findings": {s.value: result.count(s) for s in Severity},
             "checklist": {
@@ -163,6 +171,32 @@ def to_dict(result: AuditResult) -> dict[str, Any]:
             for c in result.checklist
         ],
         "live": _live(result.live),
+        "apis": [
+            {
+                "api": a.api,
+                "layout": a.layout,
+                "defined_at": a.defined_at or None,
+                "reads": a.reads,
+                "writes": a.writes,
+            }
+            for a in result.apis
+        ],
+        "unanalysed": [
+            {"what": u.what, "why": u.why, "kind": u.kind, "location": _loc(u.location)}
+            for u in result.unanalysed
+        ],
+        "migration": [
+            {
+                "subject": m.subject,
+                "kind": m.kind,
+                "api": m.api,
+                "location": _loc(m.location),
+                "current": m.current,
+                "replacement": m.replacement,
+                "notes": m.notes or None,
+            }
+            for m in result.migration
+        ],
     }
 
 

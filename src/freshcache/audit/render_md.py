@@ -56,8 +56,12 @@ def render_markdown(result: AuditResult, command: str = "freshcache audit") -> s
     passed = sum(1 for c in result.checklist if c.status is CheckStatus.PASS)
     failed = sum(1 for c in result.checklist if c.status is CheckStatus.FAIL)
     na = sum(1 for c in result.checklist if c.status is CheckStatus.NA)
+    unread = len(result.unanalysed)
     verdict = (
-        "❌ **FAIL**: error-level findings below"
+        f"❌ **NOT VERIFIED**: {unread} piece(s) of cache code could not be analysed, and "
+        "nothing is claimed about them (see FC115)"
+        if unread
+        else "❌ **FAIL**: error-level findings below"
         if errors
         else "⚠️ **PASS with warnings**"
         if warnings
@@ -80,15 +84,15 @@ def render_markdown(result: AuditResult, command: str = "freshcache audit") -> s
             [
                 ["Python files analysed", str(len(result.files))],
                 ["files that could not be parsed", str(len(result.errors))],
-                ["cached reads (`@cached`)", str(len(result.reads))],
+                ["cached reads", str(len(result.reads))],
+                ["cache code not analysed", str(len(result.unanalysed))],
                 ["invalidating writes", _writes_summary(result.writes)],
                 ["invalidation patterns", str(sum(len(w.patterns) for w in result.writes))],
                 ["TTL bounds", f"{result.ttl_bounds[0]:g}-{result.ttl_bounds[1]:g} s"],
             ],
         ),
         "",
-        "Key layout: `{namespace}:{key_prefix}:{function_qualname}:{args_hash}`; the key "
-        "patterns below are relative to the namespace.",
+        *_layout_lines(result),
         "",
         "## Cached reads",
         "",
@@ -125,6 +129,25 @@ def render_markdown(result: AuditResult, command: str = "freshcache audit") -> s
             out.append("")
     if out[-1] != "":
         out.append("")
+    if result.unanalysed:
+        out += ["## Not analysed", ""]
+        out += _table(
+            ["what", "where", "why"],
+            ([u.what, u.location.display, u.why] for u in result.unanalysed),
+        )
+        out.append("")
+    foreign = [m for m in result.migration if m.api != "freshcache"]
+    if foreign:
+        out += ["## Moving to freshcache", ""]
+        out += _table(
+            ["", "where", "today", "with freshcache", "what changes"],
+            (
+                [m.kind, m.location.display, f"{m.api}: {_code(m.current)}",
+                 _code(m.replacement), m.notes or "-"]
+                for m in foreign
+            ),
+        )  # fmt: skip
+        out.append("")
     out += ["## Verification checklist", ""]
     out += _table(
         ["check", "status", "evidence"],
@@ -141,6 +164,26 @@ def render_markdown(result: AuditResult, command: str = "freshcache audit") -> s
         )
     out.append("")
     return "\n".join(out)
+
+
+def _layout_lines(result: AuditResult) -> list[str]:
+    """The key layout of the audited code's own cache APIs (not freshcache's, unless it is one)."""
+    if not result.apis:
+        return ["Key layout: no cache API found."]
+    if len(result.apis) == 1:
+        api = result.apis[0]
+        where = f" (defined in {api.defined_at})" if api.defined_at else ""
+        return [
+            f"Key layout ({api.api}{where}): `{api.layout}`; the key patterns below are relative "
+            "to the namespace."
+        ]
+    lines = ["Key layouts (the key patterns below are relative to each API's namespace):", ""]
+    for api in result.apis:
+        where = f", defined in {api.defined_at}" if api.defined_at else ""
+        lines.append(
+            f"- **{api.api}** ({api.reads} read(s), {api.writes} write(s){where}): `{api.layout}`"
+        )
+    return lines
 
 
 def _writes_summary(writes: Sequence[Write]) -> str:

@@ -107,6 +107,21 @@ class Resolver:
 
     def __init__(self, modules: dict[str, ModuleInfo]) -> None:
         self.modules = modules
+        # Applications often import by a name relative to a source folder on sys.path
+        # ("from core.cache import cached" for src/core/cache.py): a dotted suffix that names
+        # exactly one audited module is that module.
+        by_suffix: dict[str, set[str]] = {}
+        for name in modules:
+            parts = name.split(".")
+            for i in range(1, len(parts)):
+                by_suffix.setdefault(".".join(parts[i:]), set()).add(name)
+        self._suffix = {k: next(iter(v)) for k, v in by_suffix.items() if len(v) == 1}
+
+    def module_named(self, name: str) -> str:
+        """The audited module an import names (itself, or its unique dotted suffix)."""
+        if name in self.modules:
+            return name
+        return self._suffix.get(name, name)
 
     # -- names -----------------------------------------------------------------------------
 
@@ -128,6 +143,7 @@ class Resolver:
         return None
 
     def _follow(self, module: str, attr: str, depth: int) -> str:
+        module = self.module_named(module)
         target = self.modules.get(module)
         if attr and target is not None and attr in target.imports and depth < _MAX_DEPTH:
             inner_module, inner_attr = target.imports[attr]
@@ -157,8 +173,9 @@ class Resolver:
             if consts is not None and expr.attr in consts:
                 return self.constant(mod, consts[expr.attr], depth + 1)
             imported = mod.imports.get(expr.value.id)
-            if imported is not None and not imported[1] and imported[0] in self.modules:
-                return self._name_constant(self.modules[imported[0]], expr.attr, depth + 1)
+            target_name = self.module_named(imported[0]) if imported is not None else ""
+            if imported is not None and not imported[1] and target_name in self.modules:
+                return self._name_constant(self.modules[target_name], expr.attr, depth + 1)
             return NOT_CONSTANT
         if isinstance(expr, ast.JoinedStr):
             out: list[str] = []
@@ -192,7 +209,7 @@ class Resolver:
             return self.constant(mod, mod.assignments[name], depth + 1)
         if name in mod.imports:
             module, attr = mod.imports[name]
-            target = self.modules.get(module)
+            target = self.modules.get(self.module_named(module))
             if attr and target is not None:
                 return self._name_constant(target, attr, depth + 1)
         return NOT_CONSTANT

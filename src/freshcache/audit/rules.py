@@ -74,6 +74,29 @@ RULES: dict[str, Rule] = {
              "freshcache would refuse this key prefix or pattern at run time."),
         Rule("FC114", "unresolved-expression", Severity.WARNING,
              "A key prefix, pattern or exclude= the audit cannot resolve statically."),
+        Rule("FC115", "unanalysed-cache-code", Severity.ERROR,
+             "Cache code the audit found and could not analyse: nothing is verified about it."),
+        Rule("FC116", "argument-not-in-key", Severity.ERROR,
+             "An argument that changes the result does not reach the key: calls with "
+             "different values share one entry."),
+        Rule("FC117", "value-does-not-round-trip", Severity.ERROR,
+             "The serializer cannot bring the value back as it was: a hit returns something "
+             "else than a miss."),
+        Rule("FC118", "hit-test-misses", Severity.WARNING,
+             "The hit test treats some stored values as misses: those calls always recompute."),
+        Rule("FC119", "security-state-fails-open", Severity.ERROR,
+             "Security-relevant state kept only in the cache passes its check when Redis is "
+             "down."),
+        Rule("FC120", "service-without-cache", Severity.ERROR,
+             "Objects whose cached methods find the cache on self are built without one: "
+             "uncached reads, invalidations that do nothing."),
+        Rule("FC121", "swallowed-invalidation-error", Severity.ERROR,
+             "A failed invalidation is logged and forgotten: stale entries stay until the TTL."),
+        Rule("FC122", "cache-never-reconnects", Severity.WARNING,
+             "A failed connect disables the cache for the life of the process."),
+        Rule("FC123", "process-local-invalidation", Severity.WARNING,
+             "An invalidation reaches only this process; other workers keep serving old "
+             "entries."),
         Rule("FC201", "orphan-keys", Severity.WARNING,
              "Live: entries without a TTL never expire."),
         Rule("FC202", "unknown-prefix-keys", Severity.WARNING,
@@ -104,6 +127,10 @@ def _seconds(value: float) -> str:
 def static_findings(scan: ScanResult, tables: Tables, config: AuditConfig) -> list[Finding]:
     found = [
         *_source_errors(scan),
+        *_unanalysed(scan),
+        *scan.adapter_findings,
+        *_key_rules(tables),
+        *_value_rules(tables, scan),
         *_read_rules(tables, config),
         *_write_rules(tables),
         *_shared_key_space(tables),
@@ -140,11 +167,161 @@ def _source_errors(scan: ScanResult) -> Iterator[Finding]:
         )
 
 
+def _unanalysed(scan: ScanResult) -> Iterator[Finding]:
+    for item in scan.unanalysed:
+        yield finding(
+            "FC115",
+            item.location,
+            f"{item.what}: {item.why}",
+            "declare it under [[tool.freshcache.audit.wrappers]] (kind, ttl, key, key_args) so "
+            "it is analysed, or move it to freshcache's @cached / @invalidate_cache",
+        )
+
+
+def keyed_params(read: CachedRead) -> list[Param]:
+    """The parameters whose values reach the read's key."""
+    if read.key_params is not None:
+        return [p for p in read.params if p.name in read.key_params]
+    implicit = {"self", "cls"} if "." in read.qualname else set()
+    return [p for p in read.params if p.name not in read.exclude and p.name not in implicit]
+
+
+def _key_rules(tables: Tables) -> Iterator[Finding]:
+    for read in tables.reads:
+        if read.custom_key:
+            continue
+        for name, why in read.dropped:
+            param = next((p for p in read.params if p.name == name), None)
+            shown = f"{name} ({param.annotation})" if param and param.annotation else name
+            yield finding(
+                "FC116",
+                read.location,
+                f"{read.qualname}: {shown} does not reach the key ({why}): calls with different "
+                f"{name} share one entry and return each other's results",
+                f"freshcache keys on every argument ({_migration_read(read)}); name {{{name}}} "
+                "in key_prefix to invalidate per value",
+                read.id,
+            )
+        for name in read.by_identity:
+            param = next((p for p in read.params if p.name == name), None)
+            if param is not None and _is_unkeyable(param):
+                continue  # FC109 says it
+            yield finding(
+                "FC109",
+                read.location,
+                f"{read.qualname} keys on {name!r} by its str()/repr(): an object's default repr "
+                "holds its memory address, so a call is a hit only when an address is reused",
+                f"key on the values it stands for, or add exclude=({name!r},) in freshcache",
+                read.id,
+            )
+
+
+_ORM_RESULTS = {"Result", "MappingResult", "ScalarResult", "CursorResult", "Row", "Query",
+                "ChunkedIteratorResult", "AsyncResult"}  # fmt: skip
+_STRINGLY = {"date", "datetime", "time", "Decimal", "UUID", "timedelta"}
+
+
+def _value_rules(tables: Tables, scan: ScanResult) -> Iterator[Finding]:
+    from freshcache.audit.adapters.base import annotation_names
+
+    models = scan_models(scan)
+    for read in tables.reads:
+        if (
+            not read.returns
+            or read.serializer in (None, "pickle", "unknown")
+            or (read.serializer or "").startswith("memory")
+        ):
+            continue
+        names = annotation_names(read.returns)
+        default_str = "default=str" in (read.serializer or "")
+        orm = sorted(names & _ORM_RESULTS)
+        if orm:
+            encoded = "its str()" if default_str else "{} (or a TypeError)"
+            yield finding(
+                "FC117",
+                read.location,
+                f"{read.qualname} returns a SQLAlchemy {orm[0]}, which {read.serializer} encodes "
+                f"as {encoded}: a hit returns that instead of the rows",
+                "return plain data (result.mappings().all() into dicts, or pydantic models): "
+                "freshcache's JSON serializer rebuilds pydantic models from the return annotation",
+                read.id,
+            )
+            continue
+        model = sorted(names & models)
+        if model and (default_str or (read.serializer or "").startswith("json (jsonable")):
+            how = (
+                "its str() (a repr with an address)" if default_str else "a dict of its attributes"
+            )
+            yield finding(
+                "FC117",
+                read.location,
+                f"{read.qualname} returns the ORM model {model[0]}, which {read.serializer} "
+                f"encodes as {how}: a hit returns that instead of a {model[0]}",
+                "return a pydantic model (from_attributes=True): freshcache rebuilds it on a hit",
+                read.id,
+            )
+            continue
+        lost = sorted(names & _STRINGLY)
+        if lost and default_str:
+            yield finding(
+                "FC117",
+                read.location,
+                f"{read.qualname} returns {', '.join(lost)} values, which {read.serializer} "
+                "turns into str: a miss returns a " + lost[0] + ", a hit a str",
+                "freshcache's JSON serializer round-trips date, datetime, Decimal and UUID "
+                "through the return annotation",
+                read.id,
+            )
+
+
+def scan_models(scan: ScanResult) -> set[str]:
+    """Classes of the audited code that are ORM models (a declarative base among the bases)."""
+    import ast as _ast
+
+    bases = {"Base", "DeclarativeBase", "Model", "SQLModel", "AbstractBase", "BaseModelORM"}
+    found: set[str] = set()
+    for mod in scan.modules.values():
+        for node in _ast.walk(mod.tree):
+            if isinstance(node, _ast.ClassDef):
+                names = {_ast.unparse(b).rsplit(".", 1)[-1] for b in node.bases}
+                tabled = any(k.arg == "table" for k in node.keywords)
+                if names & bases and (tabled or "SQLModel" not in names):
+                    found.add(node.name)
+    return found
+
+
+def _migration_read(read: CachedRead) -> str:
+    from freshcache.audit.migration import read_replacement
+
+    return read_replacement(read)
+
+
+def _is_unkeyable(param: Param) -> bool:
+    names = {part.strip("'\" []|") for part in param.annotation.replace("[", " ").split()}
+    last = {n.rsplit(".", 1)[-1] for n in names}
+    return bool(last & (SESSION_TYPES | REQUEST_TYPES)) or (
+        not param.annotation and param.name in SESSION_NAMES | REQUEST_NAMES
+    )
+
+
 def _read_rules(tables: Tables, config: AuditConfig) -> Iterator[Finding]:
     for read in tables.reads:
         where = read.location
         name = read.qualname
-        if read.ttl_source is TtlSource.MISSING:
+        if read.ttl is not None and read.ttl <= 0:
+            yield finding(
+                "FC103",
+                where,
+                f"{name}: ttl={read.ttl_text or f'{read.ttl:g}'} "
+                + (
+                    "is refused at import: @cached raises ValueError for a TTL that is not positive"
+                    if read.api == "freshcache"
+                    else "stores entries that never expire (or are never stored)"
+                ),
+                "pass ttl=<seconds> greater than 0: the longest staleness you accept",
+                read.id,
+            )
+        elif read.ttl_source is TtlSource.MISSING:
             yield finding(
                 "FC103",
                 where,
@@ -210,7 +387,8 @@ def _read_rules(tables: Tables, config: AuditConfig) -> Iterator[Finding]:
             yield finding(
                 "FC101",
                 where,
-                f"no write invalidates {name} ({read.key.display}): stale for up to {ttl}",
+                f"no write invalidates {name} ({read.key.display}): stale for up to {ttl}"
+                + (f" ({read.api})" if read.api != "freshcache" else ""),
                 "add @invalidate_cache('"
                 + _prefix_pattern(read)
                 + "') to the writes that change its data (or accept the TTL)",
@@ -224,9 +402,8 @@ def _prefix_pattern(read: CachedRead) -> str:
 
 
 def _unkeyable(read: CachedRead) -> Iterator[Param]:
-    implicit = {"self", "cls"} if "." in read.qualname else set()
-    for param in read.params:
-        if param.name in read.exclude or param.name in implicit or read.custom_key:
+    for param in keyed_params(read):
+        if read.custom_key:
             continue  # with key=..., the callable decides what goes into the key
         names = {part.strip("'\" []|") for part in param.annotation.replace("[", " ").split()}
         last = {n.rsplit(".", 1)[-1] for n in names}
@@ -265,7 +442,7 @@ def _write_rules(tables: Tables) -> Iterator[Finding]:
                 continue
             assert pattern.text is not None
             raw = [h.label for h in pattern.text.holes if h.kind is HoleKind.RAW]
-            if raw:
+            if raw and pattern.kind != "entry":  # DEL of one exact key is no glob
                 yield finding(
                     "FC107",
                     where,
@@ -274,7 +451,18 @@ def _write_rules(tables: Tables) -> Iterator[Finding]:
                     "template field '{name}' in the decorator",
                     write.id,
                 )
-            if pattern.kind == "scan":
+            if pattern.kind == "scan" and write.api != "freshcache":
+                yield finding(
+                    "FC106",
+                    where,
+                    f"{name}: {write.api} deletes {shown!r} by walking the keyspace (SCAN/KEYS + "
+                    "DEL): O(size of the keyspace), not atomic, and a reader that missed before "
+                    "the DEL can SET its old value after it",
+                    f"freshcache: @invalidate_cache({_aligned(shown)!r}) replaces one generation "
+                    "token, O(1), and a late SET of an old value is refused",
+                    write.id,
+                )
+            elif pattern.kind == "scan":
                 yield finding(
                     "FC106",
                     where,
@@ -283,7 +471,9 @@ def _write_rules(tables: Tables) -> Iterator[Finding]:
                     write.id,
                 )
             hits = [c for c in tables.coverage if c.write == write.id and c.pattern == shown]
-            if not hits and write.kind != "entry":
+            # A raw client's DEL is as often data as cache (a counter, a lock): not dead code.
+            raw_delete = write.api == "redis-py" and pattern.kind == "entry"
+            if not hits and write.kind != "entry" and not raw_delete:
                 yield finding(
                     "FC102",
                     where,
@@ -313,6 +503,13 @@ def _write_rules(tables: Tables) -> Iterator[Finding]:
             _narrow_fix(read),
             write.id,
         )
+
+
+def _aligned(shown: str) -> str:
+    """A pattern in freshcache's segment-aligned form: "booking*" -> "booking:*"."""
+    if shown.endswith("*") and not shown.endswith(":*") and shown != "*":
+        return shown[:-1].rstrip(":") + ":*"
+    return shown
 
 
 def _narrow_fix(read: CachedRead) -> str:
@@ -347,9 +544,20 @@ def _segments(read: CachedRead) -> list[str | Hole]:
 
 
 def _shared_key_space(tables: Tables) -> Iterator[Finding]:
-    reads = [r for r in tables.reads if r.key is not None and not r.key.has(HoleKind.UNKNOWN)]
+    # Keys that hash the function's name (fastapi-cache2, aiocache) cannot meet another
+    # function's; hand-written cache-aside keys are shared on purpose as often as not.
+    reads = [
+        r
+        for r in tables.reads
+        if r.key is not None
+        and not r.key.has(HoleKind.UNKNOWN)
+        and r.api not in ("fastapi-cache2", "aiocache")
+        and not r.api.endswith("cache-aside")
+    ]
     for i, a in enumerate(reads):
         for b in reads[i + 1 :]:
+            if a.store != b.store or family(a.api) != family(b.api):
+                continue
             assert a.key is not None
             assert b.key is not None
             if globmatch.intersects(globmatch.compile_key(a.key), globmatch.compile_key(b.key)):
@@ -361,6 +569,11 @@ def _shared_key_space(tables: Tables) -> Iterator[Finding]:
                     "give one of them its own key_prefix",
                     b.id,
                 )
+
+
+def family(api: str) -> str:
+    """The key space an API writes to: a service's cache-aside calls share its layer's."""
+    return api.split()[0]
 
 
 def live_findings(live: LiveReport, config: AuditConfig) -> list[Finding]:

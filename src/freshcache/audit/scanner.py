@@ -15,8 +15,10 @@ import tokenize
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from freshcache.audit.config import AuditConfig
 from freshcache.audit.model import (
     CachedRead,
+    Finding,
     Hole,
     HoleKind,
     InvalidationPattern,
@@ -27,6 +29,7 @@ from freshcache.audit.model import (
     SourceError,
     SymText,
     TtlSource,
+    Unanalysed,
 )
 from freshcache.audit.resolve import (
     NOT_CONSTANT,
@@ -41,8 +44,35 @@ from freshcache.keys import escape, validate_key_prefix
 from freshcache.tokens import classify
 
 FunctionNode = ast.FunctionDef | ast.AsyncFunctionDef
+#: Folders that hold someone else's code or code nobody edits by hand: installed packages,
+#: database migrations (generated, and replayed in order rather than called), generated stubs.
 _SKIP_DIRS = frozenset(
-    {"__pycache__", ".venv", "venv", ".tox", ".nox", "node_modules", "build", "dist", ".git"}
+    {
+        "__pycache__",
+        ".venv",
+        "venv",
+        "env",
+        ".tox",
+        ".nox",
+        "node_modules",
+        "site-packages",
+        "dist-packages",
+        "build",
+        "dist",
+        ".git",
+        "migrations",
+        "alembic",
+        "generated",
+        "_generated",
+        "__generated__",
+    }
+)
+#: Generated modules by their name (protobuf, gRPC).
+_GENERATED_SUFFIXES = ("_pb2.py", "_pb2_grpc.py", "_pb2.pyi")
+
+#: Libraries whose cache APIs the adapters model; the freshcache scanner leaves their names alone.
+FOREIGN_CACHE_LIBRARIES = frozenset(
+    {"cashews", "aiocache", "fastapi_cache", "dogpile", "redis", "aioredis", "cachetools"}
 )
 
 
@@ -78,6 +108,9 @@ class RawWrite:
     location: Location
     kind: str  # "decorator" | "imperative" | "entry"
     patterns: tuple[InvalidationPattern, ...]
+    api: str = "freshcache"
+    store: str = ""
+    source_text: str = ""
 
 
 @dataclasses.dataclass(slots=True)
@@ -91,6 +124,18 @@ class ScanResult:
     errors: list[SourceError]
     #: (read id, location, problem) for key prefixes that freshcache would refuse
     prefix_problems: list[tuple[str, Location, str]]
+    #: cache code found and not understood (never a pass)
+    unanalysed: list[Unanalysed] = dataclasses.field(default_factory=list)
+    #: findings an adapter made about its own API (a home-grown layer's body, a setup call)
+    adapter_findings: list[Finding] = dataclasses.field(default_factory=list)
+    #: (api, layout, defined_at) of every cache API seen
+    apis: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
+    #: ids of the AST nodes some adapter understood (decorators and calls)
+    understood: set[int] = dataclasses.field(default_factory=set)
+    #: (module, qualname) -> the function's facts, built on first use
+    facts_index: dict[tuple[str, str], FunctionFacts] = dataclasses.field(default_factory=dict)
+    #: the functions that implement a home-grown layer or its service (not reads themselves)
+    layer_code: set[tuple[str, str]] = dataclasses.field(default_factory=set)
 
 
 # -- files -------------------------------------------------------------------------------------
@@ -110,7 +155,7 @@ def discover(paths: Iterable[Path]) -> dict[Path, Path]:
         for folder, dirs, names in os.walk(path):
             dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS and not d.startswith("."))
             for name in names:
-                if name.endswith(".py"):
+                if name.endswith(".py") and not name.endswith(_GENERATED_SUFFIXES):
                     found.setdefault(Path(folder, name).resolve(), base)
     return dict(sorted(found.items()))
 
@@ -140,7 +185,9 @@ def display_path(path: Path, root: Path, base: Path | None = None) -> str:
 # -- the scan ----------------------------------------------------------------------------------
 
 
-def scan(paths: Iterable[Path], root: Path) -> ScanResult:
+def scan(paths: Iterable[Path], root: Path, config: AuditConfig | None = None) -> ScanResult:
+    from freshcache.audit.adapters import run_adapters
+
     files = discover(paths)
     if not files:
         raise AuditInputError("no Python files under " + ", ".join(str(p) for p in paths))
@@ -165,14 +212,28 @@ def scan(paths: Iterable[Path], root: Path) -> ScanResult:
     result = ScanResult(shown, modules, resolver, [], [], [], errors, [])
     for info in modules.values():
         _ModuleScanner(info, resolver, result).run()
+        if any(r.module == info.name for r in result.reads) or any(
+            w.module == info.name for w in result.writes
+        ):
+            result.apis.setdefault(
+                "freshcache", ("{namespace}:{key_prefix}:{function_qualname}:{args_hash}", "")
+            )
+    run_adapters(result, config or AuditConfig())
     return result
 
 
 def _parse(path: Path, shown: str) -> tuple[ast.Module | None, SourceError | None]:
     try:
-        with tokenize.open(path) as handle:  # honours a PEP 263 coding line
-            text = handle.read()
-    except (OSError, SyntaxError, UnicodeDecodeError) as exc:
+        with tokenize.open(path) as handle:  # a BOM, else a PEP 263 coding line, else UTF-8
+            text: str | bytes = handle.read()
+    except (SyntaxError, UnicodeDecodeError, LookupError):
+        # What tokenize refuses, CPython's own reader may still take: hand it the bytes and
+        # let the compiler decide (the verdict is then exactly "would Python import this?").
+        try:
+            text = path.read_bytes()
+        except OSError as exc:
+            return None, SourceError(Location(shown, 1), f"cannot read the file: {exc}")
+    except OSError as exc:
         return None, SourceError(Location(shown, 1), f"cannot read the file: {exc}")
     try:
         return ast.parse(text, filename=shown), None
@@ -228,8 +289,22 @@ class _ModuleScanner:
 
     # -- decorators ----------------------------------------------------------------------
 
+    def _foreign(self, expr: ast.expr) -> bool:
+        """Does ``expr`` name something another cache library or an in-repo definition owns
+        (the adapters model those), rather than freshcache?"""
+        while isinstance(expr, ast.Attribute | ast.Call):
+            expr = expr.func if isinstance(expr, ast.Call) else expr.value
+        qual = self.resolver.qualified(self.info, expr)
+        if qual is None:
+            return False
+        if qual.split(".")[0] in FOREIGN_CACHE_LIBRARIES:
+            return True
+        return defined_in_repo(self.resolver, qual)
+
     def _decorator_kind(self, deco: ast.expr) -> str | None:
         func = deco.func if isinstance(deco, ast.Call) else deco
+        if self._foreign(func):
+            return None
         for name in ("cached", "invalidate_cache"):
             if self.resolver.is_freshcache(self.info, func, name):
                 return name
@@ -472,7 +547,7 @@ class _ModuleScanner:
                     RawWrite(self.info.name, write_qualname, facts, where, "entry", (pattern,))
                 )
                 continue
-            if not self._is_cache(receiver):
+            if not self._is_cache(receiver) or self._foreign(receiver):
                 continue
             arg = (
                 call.args[0]
@@ -569,6 +644,13 @@ class _ModuleScanner:
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+
+def defined_in_repo(resolver: Resolver, qual: str) -> bool:
+    """Is ``qual`` ("core.cache.cached") a function or class defined in an audited module?"""
+    module, _, name = qual.rpartition(".")
+    mod = resolver.modules.get(resolver.module_named(module))
+    return mod is not None and (name in mod.functions or name in mod.class_constants)
 
 
 def _blocks(node: ast.If | ast.Try | ast.With | ast.AsyncWith) -> list[list[ast.stmt]]:

@@ -1,0 +1,255 @@
+"""Cache-aside by hand: ``get`` -> compute -> ``set(key, value, ex=)`` on a redis-py client (or on
+a home-grown cache service), ``delete(key)``, ``scan_iter(match=)`` / ``keys()`` + ``delete``.
+
+A function that gets and sets the same key on the same client is a cached read, keyed by the
+text of that key; deletes and SCAN walks are writes. Keys built with f-strings put values in
+raw, so the checks across the code base (glob injection, coverage) read them as they are.
+Security-relevant state (revocations, rate limits, idempotency keys) read through a call that
+turns an error into a miss fails open when Redis is down: that is reported.
+"""
+
+from __future__ import annotations
+
+import ast
+
+from freshcache.audit.adapters.base import (
+    VALUE_TYPES,
+    Ctx,
+    add_write,
+    annotation_names,
+    fails_open,
+    functions,
+    is_dependency,
+    is_session_or_request,
+    make_read,
+    names_in,
+    params_of,
+    pattern,
+    scope_of,
+    security_word,
+)
+from freshcache.audit.model import PatternSource, SymText
+from freshcache.audit.resolve import source, walk_local
+from freshcache.audit.rules import finding
+from freshcache.audit.scanner import FunctionNode
+
+_GET = {"get"}
+_SET = {"set", "setex"}
+_SECURITY_READS = {"get", "exists", "sismember", "incr", "incrby", "hget", "zscore", "setnx"}
+
+
+def _client(ctx: Ctx, receiver: ast.expr, services: set[str]) -> str | None:
+    """ "redis-py" / "home-grown" when the receiver is a Redis client or the layer's service."""
+    text = source(receiver)
+    qual = ctx.qualified(receiver)
+    if qual is not None and qual.split(".")[0] in ("redis", "aioredis"):
+        return "redis-py"
+    lowered = text.lower()
+    if "redis" in lowered or lowered in ("r", "rdb", "client.redis"):
+        return "redis-py"
+    if services and "cache" in lowered.rsplit(".", 1)[-1]:
+        return "home-grown"
+    return None
+
+
+def scan_module(ctx: Ctx, services: set[str], swallowing: bool) -> None:
+    for qualname, node in functions(ctx.info.tree.body):
+        if (ctx.info.name, qualname.split(".")[0]) in ctx.out.layer_code:
+            continue  # the layer's own get/set: its uses are analysed, not its body
+        _function(ctx, qualname, node, services, swallowing)
+
+
+def _function(
+    ctx: Ctx, qualname: str, node: FunctionNode, services: set[str], swallowing: bool
+) -> None:
+    scope = scope_of(node)
+    gets: dict[tuple[str, str], ast.Call] = {}
+    sets: dict[tuple[str, str], ast.Call] = {}
+    tries = [n for n in walk_local(node) if isinstance(n, ast.Try)]
+    walked = _walked_names(node)
+    for call in walk_local(node):
+        if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Attribute):
+            continue
+        if id(call) in ctx.out.understood:
+            continue
+        attr = call.func.attr
+        api = _client(ctx, call.func.value, services)
+        if api is None or (not call.args and attr not in ("scan_iter", "scan")):
+            continue
+        if attr in ("scan_iter", "keys", "scan"):
+            ctx.understood(call)
+            match = next((k.value for k in call.keywords if k.arg == "match"), None)
+            if match is None and attr == "keys" and call.args:
+                match = call.args[0]
+            if match is not None:
+                add_write(ctx, qualname, ctx.loc(call), "imperative",
+                          (pattern(ctx.text(match, scope), "scan", source(match), ctx.loc(match),
+                                   PatternSource.EXPRESSION),),
+                          api=api, source_text=source(call))  # fmt: skip
+            continue
+        receiver = source(call.func.value)
+        key = call.args[0]
+        key_text = source(_resolve(key, scope))
+        if attr in _SECURITY_READS:
+            word = security_word(key_text)
+            guarded = any(
+                fails_open(t.handlers) and t.lineno <= call.lineno <= (t.body[-1].end_lineno or 0)
+                for t in tries
+            )
+            if word and (guarded or (api == "home-grown" and swallowing)):
+                ctx.finding(finding(
+                    "FC119", ctx.loc(call),
+                    f"{qualname}: security state ({key_text}) is kept only in the cache and "
+                    "read through a call that turns a Redis error into a miss: when Redis is "
+                    "down the check passes (fails open)",
+                    "keep it in the database (or fail closed: treat an error as 'revoked' / "
+                    "'limited'); a cache is allowed to forget",
+                    f"{ctx.info.name}:{qualname}",
+                ))  # fmt: skip
+                ctx.understood(call)
+        if attr in _GET:
+            gets[(receiver, key_text)] = call
+        elif attr in _SET:
+            sets[(receiver, key_text)] = call
+        elif attr in ("delete", "unlink") or attr == "delete_pattern":
+            ctx.understood(call)
+            kind = "scan" if attr == "delete_pattern" else "entry"
+            texts = [ctx.text(a, scope) for a in call.args if not isinstance(a, ast.Starred)]
+            if any(isinstance(a, ast.Starred) for a in call.args) or any(
+                isinstance(a, ast.Name) and a.id in walked for a in call.args
+            ):
+                continue  # delete(*keys) / delete(key) of a SCAN walk: reported with the walk
+            for arg, text in zip(call.args, texts, strict=True):
+                add_write(ctx, qualname, ctx.loc(call), "imperative",
+                          (pattern(text, kind, source(arg), ctx.loc(arg),
+                                   PatternSource.EXPRESSION),),
+                          api=api, source_text=source(call))  # fmt: skip
+        elif attr in ("scan_iter", "keys", "scan"):
+            ctx.understood(call)
+            match = next((k.value for k in call.keywords if k.arg == "match"), None)
+            if match is None and attr == "keys":
+                match = call.args[0]
+            if match is None:
+                continue
+            add_write(ctx, qualname, ctx.loc(call), "imperative",
+                      (pattern(ctx.text(match, scope), "scan", source(match), ctx.loc(match),
+                               PatternSource.EXPRESSION),),
+                      api=api, source_text=source(call))  # fmt: skip
+    for (receiver, key_text), get in gets.items():
+        put = sets.get((receiver, key_text))
+        if put is None or not _returns_on_hit(node, get):
+            continue
+        ctx.understood(get)
+        ctx.understood(put)
+        api = _client(ctx, get.func.value, services) or "redis-py"  # type: ignore[attr-defined]
+        _read(ctx, qualname, node, get, put, api, scope)
+
+
+def _walked_names(node: FunctionNode) -> set[str]:
+    """Names bound to keys found by a SCAN walk (``for key in r.scan_iter(...)`` or a list of
+    them): deleting those is the walk's invalidation, already recorded."""
+    names: set[str] = set()
+    for n in walk_local(node):
+        if isinstance(n, ast.For | ast.AsyncFor | ast.comprehension) and any(
+            isinstance(c, ast.Call)
+            and isinstance(c.func, ast.Attribute)
+            and c.func.attr in ("scan_iter", "keys", "scan")
+            for c in ast.walk(n.iter)
+        ):
+            names |= {t.id for t in ast.walk(n.target) if isinstance(t, ast.Name)}
+        if isinstance(n, ast.Assign) and any(
+            isinstance(c, ast.Call)
+            and isinstance(c.func, ast.Attribute)
+            and c.func.attr in ("scan_iter", "keys", "scan")
+            for c in ast.walk(n.value)
+        ):
+            names |= {t.id for t in n.targets if isinstance(t, ast.Name)}
+    return names
+
+
+def _returns_on_hit(node: FunctionNode, get: ast.Call) -> bool:
+    """The cache-aside shape: the value got is tested and returned (``if cached: return ...``)
+    before anything is computed. A get and a set of the same key without it is state (a
+    counter, a lock), not a cache."""
+    names: set[str] = set()
+    for n in walk_local(node):
+        if isinstance(n, ast.Assign | ast.AnnAssign):
+            value = n.value.value if isinstance(n.value, ast.Await) else n.value
+            if value is get:
+                targets = n.targets if isinstance(n, ast.Assign) else [n.target]
+                names |= {t.id for t in targets if isinstance(t, ast.Name)}
+    for n in walk_local(node):
+        if (
+            isinstance(n, ast.If)
+            and names_in(n.test) & names
+            and any(isinstance(b, ast.Return) for b in ast.walk(n))
+        ):
+            return True
+    return False
+
+
+def _resolve(expr: ast.expr, scope: dict[str, ast.expr]) -> ast.expr:
+    if isinstance(expr, ast.Name) and expr.id in scope:
+        return scope[expr.id]
+    return expr
+
+
+def _read(
+    ctx: Ctx,
+    qualname: str,
+    node: FunctionNode,
+    get: ast.Call,
+    put: ast.Call,
+    api: str,
+    scope: dict[str, ast.expr],
+) -> None:
+    key_expr = _resolve(get.args[0], scope)
+    text = ctx.text(key_expr, scope) or SymText(())
+    used = names_in(key_expr)
+    for name in list(used):
+        if name in scope:
+            used |= names_in(scope[name])
+    params = params_of(node)
+    keyed = tuple(p.name for p in params if p.name in used)
+    body_names = {n.id for n in walk_local(node) if isinstance(n, ast.Name)}
+    dropped = tuple(
+        (p.name, f"the key {source(key_expr)} does not use it")
+        for p in params
+        if p.name not in used
+        and p.name in body_names
+        and p.name not in ("self", "cls")
+        and p.annotation
+        and annotation_names(p.annotation) - {"None", "Optional"} <= VALUE_TYPES
+        and not is_session_or_request(p)
+        and not is_dependency(p, node)
+    )
+    ttl_expr: ast.expr | None = None
+    if put.func.attr == "setex" and len(put.args) > 1:  # type: ignore[attr-defined]
+        ttl_expr = put.args[1]
+    for kw in put.keywords:
+        if kw.arg in ("ex", "ttl", "expire", "px"):
+            ttl_expr = kw.value
+    if ttl_expr is None and api == "home-grown" and len(put.args) > 2:
+        ttl_expr = put.args[2]
+    serializer = "json"
+    for n in walk_local(node):
+        if (
+            isinstance(n, ast.Call)
+            and source(n.func).endswith("loads")
+            and "pickle" in source(n.func)
+        ):
+            serializer = "pickle"
+    ctx.api_seen(api if api != "home-grown" else "home-grown",
+                 "the key each function writes: " if api == "redis-py" else
+                 "{namespace}:{key} (the service's get/set)")  # fmt: skip
+    if api == "redis-py":
+        ctx.out.apis["redis-py"] = ("the text of each get/set key (f-strings, values raw)", "")
+    ctx.out.reads.append(
+        make_read(
+            ctx, qualname, node, api=f"{api} cache-aside",
+            ttl_expr=ttl_expr, prefix=text, prefix_text=source(key_expr),
+            prefix_node=get, key_suffix=SymText(()), key_params=keyed, dropped=dropped,
+            serializer=serializer, binding=source(get.func.value),  # type: ignore[attr-defined]
+            source_text=f"{source(get)} ... {source(put)}",
+        )
+    )  # fmt: skip
