@@ -87,13 +87,14 @@ def check_distributions() -> None:
         # `import myhibachi` can only succeed if the wheel installed it.
         check = ROOT / "distributions" / "check_library_wheel.py"
         _run(fresh_py, "-I", check, service_wheel)
-        # The service's wheel, with the library's wheel just built (--find-links), in a venv
-        # of its own: its command and its app import with nothing but what it declares.
+        # The service's wheel with the library's wheel just built (named, so that no index can
+        # supply another freshcache), in a venv of its own: its command and its app import
+        # with nothing but what it declares.
         service = Path(tmp) / "service-venv"
         venv.EnvBuilder(with_pip=False).create(service)
         service_py = service / BIN.name / PY.name
         _run(PY, "-m", "pip", "--python", service_py, "install", "--quiet", "--no-compile",
-             "--find-links", out, service_wheel)  # fmt: skip
+             wheel, service_wheel)  # fmt: skip
         _run(service / BIN.name / "myhibachi", "--help")
         _run(service_py, "-I", "-c", "import myhibachi.api.app")
 
