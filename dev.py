@@ -13,6 +13,7 @@ Extra arguments after the command are passed through (to pytest, to the server, 
 `test` runs, in order: ruff, mypy, import-linter (when contracts are configured), pytest, then
 the release checks: both distributions built (sdist, then the wheel from it) and `twine check`,
 the freshcache wheel installed into a fresh venv (it must install freshcache and nothing else),
+the myhibachi wheel into another (`myhibachi --help` and its app import with what it declares),
 `mkdocs build --strict`, and `promtool check rules` + `promtool test rules` on ops/prometheus
 (without promtool the step is skipped with a note, except under CI=true, where it fails).
 """
@@ -65,7 +66,8 @@ def ensure_venv(extras: str) -> None:
 
 
 def check_distributions() -> None:
-    """Build both distributions, `twine check` them, install the library's wheel alone."""
+    """Build both distributions, `twine check` them, install the library's wheel alone, and
+    the service's wheel (with that library wheel) into a venv of its own."""
     with tempfile.TemporaryDirectory(prefix="freshcache-dist-") as tmp:
         out = Path(tmp) / "dist"
         for project in (ROOT, SERVICE):
@@ -85,6 +87,16 @@ def check_distributions() -> None:
         # `import myhibachi` can only succeed if the wheel installed it.
         check = ROOT / "distributions" / "check_library_wheel.py"
         _run(fresh_py, "-I", check, service_wheel)
+        # The service's wheel with the library's wheel just built (named, so that no index can
+        # supply another freshcache), in a venv of its own: its command and its app import
+        # with nothing but what it declares.
+        service = Path(tmp) / "service-venv"
+        venv.EnvBuilder(with_pip=False).create(service)
+        service_py = service / BIN.name / PY.name
+        _run(PY, "-m", "pip", "--python", service_py, "install", "--quiet", "--no-compile",
+             wheel, service_wheel)  # fmt: skip
+        _run(service / BIN.name / "myhibachi", "--help")
+        _run(service_py, "-I", "-c", "import myhibachi.api.app")
 
 
 def check_alert_rules() -> None:

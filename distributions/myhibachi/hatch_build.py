@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from hatchling.builders.config import BuilderConfig
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 from hatchling.metadata.plugin.interface import MetadataHookInterface
 
@@ -58,7 +59,7 @@ class MetadataHook(MetadataHookInterface):
         ]
 
 
-class ServiceSources(BuildHookInterface):
+class ServiceSources(BuildHookInterface[BuilderConfig]):
     """Put the repository's src/myhibachi into the wheel as `myhibachi`, into the sdist as
     `src/myhibachi`. In an unpacked sdist there is nothing to do: hatchling's own package
     discovery finds ./src/myhibachi (the project's name), and adding it again would ship

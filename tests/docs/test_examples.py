@@ -27,12 +27,19 @@ def load(name: str) -> ModuleType:
     return module
 
 
+def _reset_default_cache() -> None:
+    """Leave the default cache as a fresh process would find it (memory://, default namespace),
+    not the example's."""
+    freshcache.configure(url="memory://", namespace="freshcache")
+
+
 @pytest.fixture
 def getting_started(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     monkeypatch.setenv("FRESHCACHE_URL", "memory://")
     module = load("getting_started")
     yield module
     sys.modules.pop(module.__name__, None)
+    _reset_default_cache()
 
 
 async def test_getting_started_caches_and_invalidates(getting_started: ModuleType) -> None:
@@ -63,3 +70,45 @@ async def test_getting_started_caches_and_invalidates(getting_started: ModuleTyp
         assert (health["breaker"], health["pending_invalidations"]) == ("closed", 0)
         metrics = (await client.get("/metrics")).text
         assert 'freshcache_hits_total{namespace="menu-service",prefix="menu"} 1.0' in metrics
+
+
+@pytest.fixture
+def unit_of_work_example(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    monkeypatch.setenv("FRESHCACHE_URL", "memory://")
+    freshcache.configure(namespace="uow-example")
+    module = load("unit_of_work")
+    yield module
+    sys.modules.pop(module.__name__, None)
+    _reset_default_cache()
+
+
+async def test_unit_of_work_invalidates_after_commit_and_not_on_rollback(
+    unit_of_work_example: ModuleType, tmp_path: Path
+) -> None:
+    from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+    example = unit_of_work_example
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'bookings.db'}")
+    async with engine.begin() as connection:
+        await connection.run_sync(example.Base.metadata.create_all)
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    cache = freshcache.get_cache()
+    try:
+        async with sessions() as session:
+            assert await example.total_guests(session) == 0
+            assert await example.total_guests(session) == 0  # a hit
+            await example.book(session, 12)
+            # Committed, then invalidated: the next read is computed again and sees it.
+            assert await example.total_guests(session) == 12
+            stats = cache.stats()["booking:stats"]
+            assert (stats.hits, stats.invalidations["generation"]) == (1, 1)
+
+            with pytest.raises(ValueError, match="booked by phone"):
+                await example.book(session, 30)
+            # Rolled back, and nothing was invalidated: the entry from before is still a hit.
+            assert await example.total_guests(session) == 12
+            stats = cache.stats()["booking:stats"]
+            assert (stats.hits, stats.invalidations["generation"]) == (2, 1)
+    finally:
+        await engine.dispose()
+        await cache.aclose()
