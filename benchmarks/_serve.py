@@ -18,14 +18,21 @@ def main() -> None:
     if "--uncached" in sys.argv:
         from freshcache.cache import Cache
 
-        async def call_through(self: Cache, spec: Any, args: Any, kwargs: Any) -> Any:
+        async def call_through(spec: Any, args: Any, kwargs: Any) -> Any:
             return await spec.func(*args, **kwargs)
 
-        def call_through_sync(self: Cache, spec: Any, args: Any, kwargs: Any) -> Any:
+        def call_through_sync(spec: Any, args: Any, kwargs: Any) -> Any:
             return spec.func(*args, **kwargs)
 
-        Cache._call_async = call_through  # type: ignore[method-assign]
-        Cache._call_sync = call_through_sync  # type: ignore[method-assign]
+        built = Cache.__init__
+
+        def build_uncached(self: Cache, *args: Any, **kwargs: Any) -> None:
+            built(self, *args, **kwargs)
+            # The engine's read paths are chosen once, when it is built: replace them there.
+            self.engine.call_async = call_through
+            self.engine.call_sync = call_through_sync
+
+        Cache.__init__ = build_uncached  # type: ignore[method-assign]
     import logging
 
     import uvicorn

@@ -98,6 +98,8 @@ class CachedFunction(Generic[P, R]):
 
 
 class AsyncCachedFunction(CachedFunction[P, R]):
+    """A cached ``async def``: calls return the awaitable of the engine's async read path."""
+
     is_async = True
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -113,6 +115,8 @@ class AsyncCachedFunction(CachedFunction[P, R]):
 
 
 class SyncCachedFunction(CachedFunction[P, R]):
+    """A cached plain function: calls run the engine's sync read path."""
+
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self._cache_ref().engine.call_sync(self.spec, args, kwargs)  # type: ignore[no-any-return]
 

@@ -12,7 +12,7 @@ cluster with the default slot assignment the shards spread evenly over the prima
 Routing. The backend reads the slot map with CLUSTER SLOTS (and each primary's live replicas
 with CLUSTER NODES, in the same round trip) and talks to each primary through
 its own redis-py client (a bounded pool that waits, no redis-py retries: the same connection
-policy as ``redis.py``). It follows MOVED (patching the slot and refreshing the map) and ASK
+policy as ``backends/redis``). It follows MOVED (patching the slot and refreshing the map) and ASK
 (ASKING and the command pipelined on one connection) itself, at most ``MAX_REDIRECTS`` times.
 redis-py's ``RedisCluster`` clients were measured and not used: the asyncio one sends ASKING and
 the redirected command on different pooled connections, so a key in a migrating slot fails

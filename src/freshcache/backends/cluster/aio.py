@@ -107,7 +107,7 @@ class AsyncClusterBackend:
         loop = asyncio.get_running_loop()
         side = self._side
         if side is None or side.loop is not loop:
-            # Like redis.py: the old loop's clients are left to it (they cannot be awaited here).
+            # As in backends/redis: the old loop's clients are left to it (not awaitable here).
             side = self._side = _AsyncSide(
                 loop, self.settings.seeds, self._clock, self.settings.wait_replicas, self._wait_ms
             )

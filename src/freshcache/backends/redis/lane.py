@@ -33,12 +33,11 @@ class ReadLane:
 
     async def mget(self, keys: Sequence[str]) -> list[bytes | None]:
         idle = self._idle
-        if idle:
-            connection = idle.pop()
-        else:
-            connection = self._pool.make_connection()  # type: ignore[no-untyped-call]
-            await connection.connect()
+        fresh = not idle
+        connection = self._pool.make_connection() if fresh else idle.pop()  # type: ignore[no-untyped-call]
         try:
+            if fresh:  # inside the try: a connect that times out must close its transport too
+                await connection.connect()
             await connection.send_packed_command(connection.pack_command("MGET", *keys), False)
             reply: list[bytes | None] = await connection.read_response()
         except BaseException:
@@ -73,12 +72,14 @@ class SyncReadLane:
                 "timeout", f"no free connection within {self._wait}s (max_connections reached)"
             )
         try:
+            fresh = False
             try:
                 connection = self._idle.pop()
             except IndexError:
-                connection = self._pool.make_connection()
-                connection.connect()  # type: ignore[no-untyped-call]
+                connection, fresh = self._pool.make_connection(), True
             try:
+                if fresh:  # inside the try, as in ReadLane
+                    connection.connect()
                 connection.send_packed_command(connection.pack_command("MGET", *keys), False)
                 reply: list[bytes | None] = connection.read_response()
             except BaseException:
