@@ -535,3 +535,28 @@ def test_faithful_compares_types_all_the_way_down() -> None:
     assert not faithful({"a": 1}, {"b": 1})
     deep_a, deep_b = nested(10_000), nested(10_000)
     assert not faithful(deep_a, deep_b)  # too deep to prove: not cached, and no RecursionError
+
+
+@memory_and_redis
+async def test_a_bad_megabyte_pattern_is_refused_without_echoing_it(cache: Cache) -> None:
+    with pytest.raises(ValueError, match="empty segment") as info:
+        await cache.invalidate("p" * MEGABYTE + "::*")
+    assert len(str(info.value)) < 500
+
+
+@memory_and_redis
+async def test_a_megabyte_pattern_as_written_is_applied(cache: Cache) -> None:
+    calls = Calls()
+    big = "q" * MEGABYTE
+
+    @cache.cached(ttl=60, key_prefix="raw:{name}")
+    async def f(name: str) -> int:
+        calls()
+        return 1
+
+    await f(big)
+    await f(big)
+    assert calls.count == 1
+    await cache.invalidate(f"raw:{escape(big)}:*")  # the escaped (hashed) segment, as written
+    await f(big)
+    assert calls.count == 2
