@@ -331,6 +331,43 @@ def test_long_segments_are_hashed_to_a_bounded_unambiguous_segment() -> None:
     assert escape(10**700) == escape(10**700)
 
 
+# Text with lone surrogates, the characters escape() must neutralise, and plain letters.
+_hostile_text = st.text(
+    alphabet=st.characters(codec=None, categories=["Cs", "Ll", "Nd", "Po", "Sm", "Cc"])
+    | st.sampled_from(list("%:*?[]\\")),
+    max_size=300,
+)
+_hostile_scalars = _hostile_text | st.integers(min_value=-(10**900), max_value=10**900)
+
+
+@settings(max_examples=300, deadline=None)
+@given(a=_hostile_scalars, b=_hostile_scalars)
+def test_escape_is_encodable_bounded_one_segment_and_injective(a: Any, b: Any) -> None:
+    for value in (a, b):
+        segment = escape(value)
+        segment.encode("utf-8")  # strict: no surrogate survives
+        assert len(segment) <= MAX_SEGMENT_LENGTH
+        assert not set(segment) & set(":*?[]\\"), segment
+    if a != b or type(a) is not type(b):
+        # Distinct values never share a segment (hashed ones: but for a 128-bit collision).
+        assert escape(a) != escape(b) or str(a) == str(b)
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=_hostile_scalars, other=_hostile_scalars)
+def test_hostile_scalars_always_hash_and_distinct_ones_apart(value: Any, other: Any) -> None:
+    from freshcache.keys import ArgumentBinder, args_hash
+
+    def f(x: Any) -> None: ...
+
+    binder = ArgumentBinder(f)
+    digest = args_hash(binder.key_part({"x": value}))  # never raises: no digit limit, no UTF-8
+    assert len(digest) == 16
+    assert digest == args_hash(binder.key_part({"x": value}))
+    if type(value) is not type(other) or value != other:
+        assert digest != args_hash(binder.key_part({"x": other}))
+
+
 def test_surrogates_are_percent_encoded_as_their_surrogatepass_bytes() -> None:
     assert escape("\ud800") == "%ED%A0%80"
     assert escape(SURROGATE) == "caf%ED%B3%A9"
