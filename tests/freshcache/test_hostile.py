@@ -597,3 +597,25 @@ async def test_a_megabyte_pattern_as_written_is_applied(cache: Cache) -> None:
     await cache.invalidate(f"raw:{escape(big)}:*")  # the escaped (hashed) segment, as written
     await f(big)
     assert calls.count == 2
+
+
+class _NeverEncodes:
+    """A codec that fails the test if asked to encode or decode anything."""
+
+    name = "never"
+
+    def encode(self, value: Any) -> bytes:
+        raise AssertionError("encoded a value that was certainly too large")
+
+    def decode(self, data: bytes) -> Any:
+        raise AssertionError("decoded")
+
+
+def test_strings_certainly_too_large_are_refused_without_encoding() -> None:
+    for value in ["s" * 2000, [b"b" * 600, {"k": "v" * 600}], ("t" * 1001,)]:
+        with pytest.raises(ValueTooLarge, match="at least") as info:
+            encode_checked(_NeverEncodes(), value, max_bytes=1000)
+        assert info.value.size > 1000
+    # Models may leave fields out of their encoding: no floor is guessed for them.
+    with pytest.raises(ValueTooLarge, match=r"is 2011 bytes"):
+        encode_checked(TypedJsonCodec(Document), Document(body="d" * 2000), max_bytes=1000)
