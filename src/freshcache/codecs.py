@@ -37,8 +37,9 @@ class DecodeError(Exception):
 class ValueTooLarge(EncodeError):
     """The encoded value is larger than the limit: not stored (and not verified: no point)."""
 
-    def __init__(self, size: int, limit: int) -> None:
-        super().__init__(f"the encoded value is {size} bytes, over the {limit}-byte limit")
+    def __init__(self, size: int, limit: int, *, at_least: bool = False) -> None:
+        bound = "at least " if at_least else ""
+        super().__init__(f"the encoded value is {bound}{size} bytes, over the {limit}-byte limit")
         self.size = size
         self.limit = limit
 
@@ -196,11 +197,17 @@ def encode_checked(
 ) -> bytes:
     """``value`` encoded for storage, or an ``EncodeError`` saying why it must not be cached.
 
-    The size is checked against ``max_bytes`` right after encoding, so an oversize value costs
-    one encode and nothing more (``ValueTooLarge``, a subclass of ``EncodeError``). With
+    The size is checked against ``max_bytes`` first from a lower bound that needs no encoding
+    (``size_floor``: a 100 MB string is refused at once), then right after encoding, so an
+    oversize value costs at most one encode and never a decode (``ValueTooLarge``, a
+    subclass of ``EncodeError``). With
     ``verify``, the payload is decoded once and must give back ``value`` with the same types
     all the way down (``faithful``).
     """
+    if max_bytes is not None:
+        floor = size_floor(value, max_bytes)
+        if floor > max_bytes:  # certainly too large: not even encoded
+            raise ValueTooLarge(floor, max_bytes, at_least=True)
     payload = codec.encode(value)
     if max_bytes is not None and len(payload) > max_bytes:
         raise ValueTooLarge(len(payload), max_bytes)
@@ -213,6 +220,34 @@ def encode_checked(
         if problem is not None:
             raise EncodeError(f"the value does not survive a round trip: {problem}")
     return payload
+
+
+#: Containers ``size_floor`` looks into before settling for the floor found so far.
+_FLOOR_NODES = 10_000
+
+
+def size_floor(value: Any, limit: int) -> int:
+    """A lower bound of the encoded size of ``value`` in any codec here, found without
+    encoding: every character of a ``str`` and every byte of a ``bytes`` inside plain lists,
+    tuples, sets and dicts is in the encoding at least once. Stops once past ``limit`` or
+    after ``_FLOOR_NODES`` containers (still a lower bound). Models and dataclasses count
+    nothing: a serializer may leave fields out."""
+    floor = 0
+    stack = [value]
+    nodes = 0
+    while stack and floor <= limit and nodes < _FLOOR_NODES:
+        item = stack.pop()
+        kind = type(item)
+        if kind is str or kind is bytes or kind is bytearray:
+            floor += len(item)
+        elif kind is list or kind is tuple or kind is set or kind is frozenset:
+            nodes += 1
+            stack.extend(item)
+        elif kind is dict:
+            nodes += 1
+            stack.extend(item.keys())
+            stack.extend(item.values())
+    return floor
 
 
 #: How deep ``faithful`` compares before giving up (and calling the value unfaithful).

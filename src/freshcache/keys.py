@@ -558,13 +558,13 @@ class Template:
             except Exception as exc:  # a property may raise anything: name the field instead
                 field = ".".join((part.root, *part.attrs))
                 raise TemplateValueError(
-                    f"freshcache: template {_short(self.text)} field {{{field}}}: "
-                    f"{_short(str(exc), 300)}"
+                    f"freshcache: template {short_repr(self.text)} field {{{field}}}: "
+                    f"{short_repr(str(exc), 300)}"
                 ) from None
         return "".join(out)
 
 
-def _short(text: str, limit: int = 120) -> str:
+def short_repr(text: str, limit: int = 120) -> str:
     """``repr`` of ``text`` cut to ``limit`` characters: error messages never echo megabytes."""
     shown = repr(text)
     return shown if len(shown) <= limit else f"{shown[: limit - 15]}... ({len(text)} chars)"
@@ -580,7 +580,7 @@ class PatternBuildError(ValueError):
 
     def __init__(self, template: str, reason: str, fallback: str) -> None:
         super().__init__(
-            f"freshcache: invalidation pattern {_short(template)} could not be built "
+            f"freshcache: invalidation pattern {short_repr(template)} could not be built "
             f"({reason}); invalidating {fallback!r} instead"
         )
         self.template = template

@@ -15,7 +15,13 @@ import os
 import time
 from collections.abc import Sequence
 
-from freshcache.keys import GLOB_CHARACTERS, RESERVED_PREFIX, SEGMENT_SEPARATOR, WILDCARD
+from freshcache.keys import (
+    GLOB_CHARACTERS,
+    RESERVED_PREFIX,
+    SEGMENT_SEPARATOR,
+    WILDCARD,
+    short_repr,
+)
 
 TOKEN_SEGMENT = "__gen__"  # "{namespace}:__gen__:{prefix}" holds a prefix's token
 LOCK_SEGMENT = "__lock__"  # "{namespace}:__lock__:{key}:{stamp digest}" is a stampede lock
@@ -93,12 +99,16 @@ def _classify(pattern: str) -> PatternPlan:
         raise ValueError("freshcache: empty invalidation pattern")
     segments = pattern.split(SEGMENT_SEPARATOR)
     if any(not s for s in segments):
-        raise ValueError(f"freshcache: invalidation pattern {pattern!r} has an empty segment")
+        raise ValueError(
+            f"freshcache: invalidation pattern {short_repr(pattern)} has an empty segment"
+        )
     if pattern.count("[") != pattern.count("]"):
-        raise ValueError(f"freshcache: invalidation pattern {pattern!r} has an unbalanced '['")
+        raise ValueError(
+            f"freshcache: invalidation pattern {short_repr(pattern)} has an unbalanced '['"
+        )
     if segments[0].startswith(RESERVED_PREFIX):
         raise ValueError(
-            f"freshcache: invalidation pattern {pattern!r}: first segments starting with "
+            f"freshcache: invalidation pattern {short_repr(pattern)}: first segments starting with "
             f"{RESERVED_PREFIX!r} are freshcache's own keys"
         )
     head, last = segments[:-1], segments[-1]

@@ -383,7 +383,18 @@ async def test_distributed_lock_makes_one_caller_of_two_processes_compute(
     task = asyncio.create_task(one(7))
     await started.wait()
     waiter = asyncio.create_task(two(7))
-    await asyncio.sleep(0.05)  # the second process is now waiting on the lock, not computing
+
+    def waiting_on_the_lock() -> bool:
+        stats = second.stats().get("locked:stats")
+        return stats is not None and stats.lock_waits == 1
+
+    # Until the second process is waiting on the lock (observed, not slept for: a loaded
+    # machine may take any time to get there), and not computing.
+    for _ in range(30_000):
+        if waiting_on_the_lock() or waiter.done():
+            break
+        await asyncio.sleep(0.001)
+    assert waiting_on_the_lock()
     assert runs == ["first"]
     release.set()
     assert await task == 70

@@ -331,6 +331,43 @@ def test_long_segments_are_hashed_to_a_bounded_unambiguous_segment() -> None:
     assert escape(10**700) == escape(10**700)
 
 
+# Text with lone surrogates, the characters escape() must neutralise, and plain letters.
+_hostile_text = st.text(
+    alphabet=st.characters(codec=None, categories=["Cs", "Ll", "Nd", "Po", "Sm", "Cc"])
+    | st.sampled_from(list("%:*?[]\\")),
+    max_size=300,
+)
+_hostile_scalars = _hostile_text | st.integers(min_value=-(10**900), max_value=10**900)
+
+
+@settings(max_examples=300, deadline=None)
+@given(a=_hostile_scalars, b=_hostile_scalars)
+def test_escape_is_encodable_bounded_one_segment_and_injective(a: Any, b: Any) -> None:
+    for value in (a, b):
+        segment = escape(value)
+        segment.encode("utf-8")  # strict: no surrogate survives
+        assert len(segment) <= MAX_SEGMENT_LENGTH
+        assert not set(segment) & set(":*?[]\\"), segment
+    if a != b or type(a) is not type(b):
+        # Distinct values never share a segment (hashed ones: but for a 128-bit collision).
+        assert escape(a) != escape(b) or str(a) == str(b)
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=_hostile_scalars, other=_hostile_scalars)
+def test_hostile_scalars_always_hash_and_distinct_ones_apart(value: Any, other: Any) -> None:
+    from freshcache.keys import ArgumentBinder, args_hash
+
+    def f(x: Any) -> None: ...
+
+    binder = ArgumentBinder(f)
+    digest = args_hash(binder.key_part({"x": value}))  # never raises: no digit limit, no UTF-8
+    assert len(digest) == 16
+    assert digest == args_hash(binder.key_part({"x": value}))
+    if type(value) is not type(other) or value != other:
+        assert digest != args_hash(binder.key_part({"x": other}))
+
+
 def test_surrogates_are_percent_encoded_as_their_surrogatepass_bytes() -> None:
     assert escape("\ud800") == "%ED%A0%80"
     assert escape(SURROGATE) == "caf%ED%B3%A9"
@@ -535,3 +572,50 @@ def test_faithful_compares_types_all_the_way_down() -> None:
     assert not faithful({"a": 1}, {"b": 1})
     deep_a, deep_b = nested(10_000), nested(10_000)
     assert not faithful(deep_a, deep_b)  # too deep to prove: not cached, and no RecursionError
+
+
+@memory_and_redis
+async def test_a_bad_megabyte_pattern_is_refused_without_echoing_it(cache: Cache) -> None:
+    with pytest.raises(ValueError, match="empty segment") as info:
+        await cache.invalidate("p" * MEGABYTE + "::*")
+    assert len(str(info.value)) < 500
+
+
+@memory_and_redis
+async def test_a_megabyte_pattern_as_written_is_applied(cache: Cache) -> None:
+    calls = Calls()
+    big = "q" * MEGABYTE
+
+    @cache.cached(ttl=60, key_prefix="raw:{name}")
+    async def f(name: str) -> int:
+        calls()
+        return 1
+
+    await f(big)
+    await f(big)
+    assert calls.count == 1
+    await cache.invalidate(f"raw:{escape(big)}:*")  # the escaped (hashed) segment, as written
+    await f(big)
+    assert calls.count == 2
+
+
+class _NeverEncodes:
+    """A codec that fails the test if asked to encode or decode anything."""
+
+    name = "never"
+
+    def encode(self, value: Any) -> bytes:
+        raise AssertionError("encoded a value that was certainly too large")
+
+    def decode(self, data: bytes) -> Any:
+        raise AssertionError("decoded")
+
+
+def test_strings_certainly_too_large_are_refused_without_encoding() -> None:
+    for value in ["s" * 2000, [b"b" * 600, {"k": "v" * 600}], ("t" * 1001,)]:
+        with pytest.raises(ValueTooLarge, match="at least") as info:
+            encode_checked(_NeverEncodes(), value, max_bytes=1000)
+        assert info.value.size > 1000
+    # Models may leave fields out of their encoding: no floor is guessed for them.
+    with pytest.raises(ValueTooLarge, match=r"is 2011 bytes"):
+        encode_checked(TypedJsonCodec(Document), Document(body="d" * 2000), max_bytes=1000)

@@ -103,8 +103,10 @@ async def client(
 async def cache_client(
     sqlite_url: str, cache_url: str, make_settings: Callable[..., Settings]
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """The API on SQLite with the cache on memory:// and on a real Redis."""
-    async with running_app(make_settings(sqlite_url, cache_url)) as (_app, c):
+    """The API on SQLite with the cache on memory:// and on a real Redis. These tests count
+    hits and misses: a generous cache timeout keeps a loaded machine from turning a slow
+    reply into a bypass that would change the counts."""
+    async with running_app(make_settings(sqlite_url, cache_url, cache_timeout=2.0)) as (_app, c):
         yield c
 
 

@@ -8,8 +8,6 @@ accepts them and never answers (a black hole), or the server itself is stopped.
 from __future__ import annotations
 
 import asyncio
-import statistics
-import time
 from collections.abc import Callable
 
 import pytest
@@ -49,7 +47,11 @@ async def test_reads_stay_correct_and_cheap_while_redis_is_unreachable(
     private_redis: RedisServer, fault_proxy: Callable[[str, int], FaultProxy], mode: str
 ) -> None:
     proxy = fault_proxy(*private_redis.address)
-    cache = Cache.from_url(proxy.url, namespace="outage", timeout=TIMEOUT, breaker_cooldown=60)
+    # A timeout a loaded machine always meets, so the value is cached before the outage; a
+    # low breaker threshold keeps the blackhole's cost to two timeouts.
+    cache = Cache.from_url(
+        proxy.url, namespace="outage", timeout=1.0, breaker_threshold=2, breaker_cooldown=60
+    )
     db = Database()
     read, write = _build(cache, db)
     assert await read() == 1
@@ -60,16 +62,20 @@ async def test_reads_stay_correct_and_cheap_while_redis_is_unreachable(
     assert await write() == 2  # the write never fails because the cache is down
     assert cache.health()["pending_invalidations"] == 1
 
-    latencies = []
-    for _ in range(60):
-        started = time.perf_counter()
+    for _ in range(10):
         assert await read() == 2  # never the old cached 1: pending invalidation => bypass
-        latencies.append(time.perf_counter() - started)
     assert cache.breaker.state is BreakerState.OPEN
-    # Once the breaker is open no call touches the network: near-zero added latency.
-    assert statistics.median(latencies[10:]) < 0.001, statistics.median(latencies[10:])
+    # Once the breaker is open no call touches the network: no new backend error and no new
+    # connection attempt, however many reads (the latency this saves is in benchmarks/).
+    errors_before = cache.stats()["booking:stats"].errors
+    accepted_before = proxy.connections_accepted
+    bypasses_before = cache.stats()["booking:stats"].bypasses
+    for _ in range(50):
+        assert await read() == 2
     stats = cache.stats()["booking:stats"]
-    assert stats.bypasses >= 50
+    assert stats.errors == errors_before
+    assert proxy.connections_accepted == accepted_before
+    assert stats.bypasses == bypasses_before + 50
     await cache.aclose()
 
 
@@ -78,8 +84,10 @@ async def test_invalidation_during_outage_is_replayed_before_cached_reads_resume
 ) -> None:
     proxy = fault_proxy(*private_redis.address)
     clock = [0.0]
+    # A timeout a loaded machine always meets: the replay after the outage must succeed on
+    # its first try for the counts below (the blackhole costs one timeout per failed call).
     cache = Cache.from_url(
-        proxy.url, namespace="outage", timeout=TIMEOUT, breaker_cooldown=5, clock=lambda: clock[0]
+        proxy.url, namespace="outage", timeout=2.0, breaker_cooldown=5, clock=lambda: clock[0]
     )
     db = Database()
     read, write = _build(cache, db)
