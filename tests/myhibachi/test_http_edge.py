@@ -12,6 +12,7 @@ import httpx
 import pytest
 from hibachi_support import Poster, booking_payload, future, running_app
 
+from myhibachi.api.body_limit import BodySizeLimit
 from myhibachi.settings import Settings
 
 MB = 1024 * 1024
@@ -144,6 +145,32 @@ async def test_the_limit_covers_every_route(client: httpx.AsyncClient) -> None:
         headers={"content-type": "application/json"},
     )
     assert response.status_code == 413
+
+
+async def test_the_cap_answers_for_an_app_that_reads_the_body_itself() -> None:
+    """Outside FastAPI's handlers (a mounted ASGI app), the middleware answers the 413."""
+
+    async def reader(scope: Any, receive: Any, send: Any) -> None:
+        size = 0
+        while True:
+            message = await receive()
+            size += len(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": str(size).encode()})
+
+    async def chunks(n: int) -> AsyncIterator[bytes]:
+        for _ in range(n):
+            yield b"x" * 512
+
+    app = BodySizeLimit(reader, max_bytes=1024)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        assert (await client.post("/", content=chunks(2))).text == "1024"
+        refused = await client.post("/", content=chunks(3))
+    assert refused.status_code == 413
+    assert refused.json() == {"detail": "request body too large: the limit is 1024 bytes"}
 
 
 async def test_the_413_is_in_the_access_metrics(client: httpx.AsyncClient) -> None:
