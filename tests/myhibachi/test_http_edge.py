@@ -10,13 +10,15 @@ from typing import Any
 
 import httpx
 import pytest
-from hibachi_support import Poster, booking_payload, future, running_app
+from hibachi_support import Poster, app_state, booking_payload, future, running_app
 
 from myhibachi.api.body_limit import BodySizeLimit
 from myhibachi.settings import Settings
 
 MB = 1024 * 1024
 DEFAULT_LIMIT = 64 * 1024
+STATS = "booking:stats"
+AVAILABILITY = "booking:availability:{event_date}"
 
 
 def _errors(response: httpx.Response) -> list[dict[str, Any]]:
@@ -387,3 +389,35 @@ async def test_the_schema_documents_413_and_415(client: httpx.AsyncClient) -> No
     schema = (await client.get("/openapi.json")).json()
     responses = schema["paths"]["/api/bookings"]["post"]["responses"]
     assert {"201", "409", "413", "415", "422"} <= set(responses)
+
+
+# ------------------------------------------------------------------------ nothing changes
+
+
+async def test_refused_requests_write_and_invalidate_nothing(
+    cache_client: httpx.AsyncClient,
+) -> None:
+    """On memory:// and a real Redis: a 413, a 415 and 422s leave the data and the cached
+    reads alone (the next reads are hits with the same values)."""
+    c = cache_client
+    day = future(6).isoformat()
+    stats = (await c.get("/api/stats")).json()
+    slots = (await c.get("/api/availability", params={"date": day})).json()
+    state = app_state(c).cache.stats()
+    hits_before = {prefix: state[prefix].hits for prefix in (STATS, AVAILABILITY)}
+
+    big = _json(booking_payload(event_date=day), pad_to=DEFAULT_LIMIT + 1)
+    assert (await _post_json(c, big)).status_code == 413
+    plain = json.dumps(booking_payload(event_date=day))
+    text = await c.post("/api/bookings", content=plain, headers={"content-type": "text/plain"})
+    assert text.status_code == 415
+    assert (await c.post("/api/bookings", json=booking_payload(guests=True))).status_code == 422
+    assert (await c.post("/api/bookings", json=booking_payload(event_date=1))).status_code == 422
+
+    assert (await c.get("/api/stats")).json() == stats
+    assert (await c.get("/api/availability", params={"date": day})).json() == slots
+    state = app_state(c).cache.stats()
+    assert {prefix: state[prefix].hits for prefix in (STATS, AVAILABILITY)} == {
+        prefix: hits + 1 for prefix, hits in hits_before.items()
+    }
+    assert (await c.get("/api/bookings", params={"date": day})).json()["total"] == 0
