@@ -3,6 +3,7 @@ small 422 bodies, strict JSON types, 415 for a body that is not JSON, the offlin
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from collections.abc import AsyncIterator, Callable
@@ -280,13 +281,19 @@ async def test_guests_from_1_to_100_are_booked(book: Poster, guests: int) -> Non
     assert response.json()["guests"] == guests
 
 
+# Each would name a date inside the booking window if it were taken loosely.
+_IN_WINDOW = future(10)
+_MIDNIGHT_UTC = int(dt.datetime.combine(_IN_WINDOW, dt.time(), tzinfo=dt.UTC).timestamp())
+
+
 @pytest.mark.parametrize(
     "event_date",
     [
-        1_900_000_000,  # a Unix timestamp
-        1_893_456_000,  # one at midnight UTC, which a lax date would take
-        "2030-06-01T00:00:00",
-        "20300601",
+        _MIDNIGHT_UTC,  # a Unix timestamp at midnight UTC: a lax date takes it
+        _MIDNIGHT_UTC + 3600,  # a timestamp that is not a whole day
+        float(_MIDNIGHT_UTC),
+        f"{_IN_WINDOW.isoformat()}T00:00:00",
+        _IN_WINDOW.isoformat().replace("-", ""),
         True,
         None,
     ],
