@@ -3,6 +3,7 @@ small 422 bodies, strict JSON types, 415 for a body that is not JSON, the offlin
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from collections.abc import AsyncIterator, Callable
@@ -10,12 +11,15 @@ from typing import Any
 
 import httpx
 import pytest
-from hibachi_support import Poster, booking_payload, future, running_app
+from hibachi_support import Poster, app_state, booking_payload, future, running_app
 
+from myhibachi.api.body_limit import BodySizeLimit
 from myhibachi.settings import Settings
 
 MB = 1024 * 1024
 DEFAULT_LIMIT = 64 * 1024
+STATS = "booking:stats"
+AVAILABILITY = "booking:availability:{event_date}"
 
 
 def _errors(response: httpx.Response) -> list[dict[str, Any]]:
@@ -84,8 +88,8 @@ async def test_a_declared_length_over_the_limit_is_refused_unread(
 
         async def receive() -> dict[str, Any]:
             nonlocal reads
-            reads += 1
-            return {"type": "http.request", "body": b"", "more_body": True}
+            reads += 1  # an app that reads gets an empty body, and the test fails below
+            return {"type": "http.request", "body": b"", "more_body": False}
 
         async def send(message: dict[str, Any]) -> None:
             sent.append(message)
@@ -144,6 +148,32 @@ async def test_the_limit_covers_every_route(client: httpx.AsyncClient) -> None:
         headers={"content-type": "application/json"},
     )
     assert response.status_code == 413
+
+
+async def test_the_cap_answers_for_an_app_that_reads_the_body_itself() -> None:
+    """Outside FastAPI's handlers (a mounted ASGI app), the middleware answers the 413."""
+
+    async def reader(scope: Any, receive: Any, send: Any) -> None:
+        size = 0
+        while True:
+            message = await receive()
+            size += len(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": str(size).encode()})
+
+    async def chunks(n: int) -> AsyncIterator[bytes]:
+        for _ in range(n):
+            yield b"x" * 512
+
+    app = BodySizeLimit(reader, max_bytes=1024)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        assert (await client.post("/", content=chunks(2))).text == "1024"
+        refused = await client.post("/", content=chunks(3))
+    assert refused.status_code == 413
+    assert refused.json() == {"detail": "request body too large: the limit is 1024 bytes"}
 
 
 async def test_the_413_is_in_the_access_metrics(client: httpx.AsyncClient) -> None:
@@ -251,13 +281,19 @@ async def test_guests_from_1_to_100_are_booked(book: Poster, guests: int) -> Non
     assert response.json()["guests"] == guests
 
 
+# Each would name a date inside the booking window if it were taken loosely.
+_IN_WINDOW = future(10)
+_MIDNIGHT_UTC = int(dt.datetime.combine(_IN_WINDOW, dt.time(), tzinfo=dt.UTC).timestamp())
+
+
 @pytest.mark.parametrize(
     "event_date",
     [
-        1_900_000_000,  # a Unix timestamp
-        1_893_456_000,  # one at midnight UTC, which a lax date would take
-        "2030-06-01T00:00:00",
-        "20300601",
+        _MIDNIGHT_UTC,  # a Unix timestamp at midnight UTC: a lax date takes it
+        _MIDNIGHT_UTC + 3600,  # a timestamp that is not a whole day
+        float(_MIDNIGHT_UTC),
+        f"{_IN_WINDOW.isoformat()}T00:00:00",
+        _IN_WINDOW.isoformat().replace("-", ""),
         True,
         None,
     ],
@@ -360,3 +396,35 @@ async def test_the_schema_documents_413_and_415(client: httpx.AsyncClient) -> No
     schema = (await client.get("/openapi.json")).json()
     responses = schema["paths"]["/api/bookings"]["post"]["responses"]
     assert {"201", "409", "413", "415", "422"} <= set(responses)
+
+
+# ------------------------------------------------------------------------ nothing changes
+
+
+async def test_refused_requests_write_and_invalidate_nothing(
+    cache_client: httpx.AsyncClient,
+) -> None:
+    """On memory:// and a real Redis: a 413, a 415 and 422s leave the data and the cached
+    reads alone (the next reads are hits with the same values)."""
+    c = cache_client
+    day = future(6).isoformat()
+    stats = (await c.get("/api/stats")).json()
+    slots = (await c.get("/api/availability", params={"date": day})).json()
+    state = app_state(c).cache.stats()
+    hits_before = {prefix: state[prefix].hits for prefix in (STATS, AVAILABILITY)}
+
+    big = _json(booking_payload(event_date=day), pad_to=DEFAULT_LIMIT + 1)
+    assert (await _post_json(c, big)).status_code == 413
+    plain = json.dumps(booking_payload(event_date=day))
+    text = await c.post("/api/bookings", content=plain, headers={"content-type": "text/plain"})
+    assert text.status_code == 415
+    assert (await c.post("/api/bookings", json=booking_payload(guests=True))).status_code == 422
+    assert (await c.post("/api/bookings", json=booking_payload(event_date=1))).status_code == 422
+
+    assert (await c.get("/api/stats")).json() == stats
+    assert (await c.get("/api/availability", params={"date": day})).json() == slots
+    state = app_state(c).cache.stats()
+    assert {prefix: state[prefix].hits for prefix in (STATS, AVAILABILITY)} == {
+        prefix: hits + 1 for prefix, hits in hits_before.items()
+    }
+    assert (await c.get("/api/bookings", params={"date": day})).json()["total"] == 0
