@@ -100,6 +100,10 @@ def test_shared_and_per_user_are_the_two_ways_out(cache: Cache) -> None:
         async def wrong(user: Annotated[User, Depends(current_user)]) -> dict[str, int]:
             return {}
 
+    @cached_route(ttl=60, key_prefix="one", exclude="user", shared=True, cache=cache)
+    async def one_name(user: Annotated[User, Depends(current_user)]) -> dict[str, int]:
+        return {}  # exclude= as one string means that one parameter, as for @cached
+
     with pytest.raises(ValueError, match="not parameters"):
 
         @cached_route(ttl=60, exclude=("db",), cache=cache)

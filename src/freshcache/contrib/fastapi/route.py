@@ -95,7 +95,7 @@ def cached_route(
         name = getattr(endpoint, "__qualname__", repr(endpoint))
         if not callable(endpoint):
             raise RouteCacheError(f"freshcache: @cached_route applied to {endpoint!r}")
-        excluded = frozenset(exclude)
+        excluded = frozenset((exclude,) if isinstance(exclude, str) else exclude)
         inputs = analyse(endpoint, excluded)
         caller_value = _caller_reader(per_user, inputs, name)
         _require_caller_key(inputs, name, per_user, shared, user_dependent)
