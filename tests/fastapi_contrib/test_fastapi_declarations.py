@@ -94,6 +94,8 @@ def test_shared_and_per_user_are_the_two_ways_out(cache: Cache) -> None:
 
     with pytest.raises(RouteCacheError, match="contradict"):
         cached_route(per_user="user.id", shared=True)
+    with pytest.raises(RouteCacheError, match="must name a parameter"):
+        cached_route(per_user="user.id()")(mine)
     with pytest.raises(RouteCacheError, match="'account' is not one of its parameters"):
 
         @cached_route(ttl=60, per_user="account.id", exclude=("user",), cache=cache)

@@ -37,7 +37,6 @@ from freshcache.contrib.fastapi.stored import (
     store,
     to_response,
 )
-from freshcache.keys import Template
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -136,16 +135,17 @@ def _caller_reader(
     """A function of the call's arguments that returns the caller's identity."""
     if per_user is None:
         return None
-    if not isinstance(per_user, str):
-        raise RouteCacheError("freshcache: per_user= names a parameter, e.g. 'user.id'")
+    if not isinstance(per_user, str) or not all(p.isidentifier() for p in per_user.split(".")):
+        raise RouteCacheError(
+            f"freshcache: per_user={per_user!r} must name a parameter or a parameter's "
+            "attribute, e.g. 'user' or 'user.id'"
+        )
     root, *attrs = per_user.split(".")
     if root not in inputs.signature.parameters:
         raise RouteCacheError(
             f"freshcache: per_user={per_user!r} of route {name}: {root!r} is not one of its "
             f"parameters ({', '.join(inputs.signature.parameters) or 'none'})"
         )
-    # Reuse the template rules (identifiers only) so the check is the one key prefixes get.
-    Template("{" + per_user + "}", [root], "per_user")
 
     def read(arguments: dict[str, Any]) -> Any:
         value = arguments[root]
