@@ -30,7 +30,7 @@ def audit(
     paths: Annotated[
         list[Path],
         typer.Argument(
-            metavar="PATH...", help="Python files or folders to audit", show_default=False
+            metavar="PATH", help="Python files or folders to audit", show_default=False
         ),
     ],
     format: Annotated[Format, typer.Option("--format", "-f", help="report format")] = Format.md,
