@@ -6,7 +6,7 @@ and the lifespan owns the cache."""
 # evaluates string annotations in the module.
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
 import pytest
@@ -238,3 +238,50 @@ async def test_responses_that_must_not_be_replayed_are_not_stored(cache: Cache) 
             assert (await client.get("/audit")).json() == {"ok": True}
     assert runs == ["cookie", "stream", "task", "task ran"] * 2
     assert await cache.keys("odd:*") == []
+
+
+async def test_a_response_that_sets_a_cookie_is_never_shared_by_a_joined_flight(
+    cache: Cache,
+) -> None:
+    """Two concurrent requests for one key share one computation (single-flight). When that
+    computation's response may not be shared (here it sets a cookie), the request that joined
+    gets a response computed for itself, never the other request's cookie."""
+    import asyncio
+
+    from fastapi.responses import JSONResponse
+
+    app = FastAPI()
+    gate = asyncio.Event()
+    issued: list[str] = []
+
+    @app.get("/welcome")
+    @cached_route(ttl=60, key_prefix="welcome", cache=cache)
+    async def welcome() -> JSONResponse:
+        session = f"session-{len(issued)}"
+        issued.append(session)
+        if len(issued) == 1:
+            await gate.wait()  # the first computation is held while the second request joins
+        response = JSONResponse({"hello": True})
+        response.set_cookie("session", session)
+        return response
+
+    async with http_client(app) as client:
+        first = asyncio.create_task(client.get("/welcome"))
+        await wait_until(lambda: len(issued) == 1, "the first computation started")
+        second = asyncio.create_task(client.get("/welcome"))
+        await wait_until(lambda: cache.stats()["welcome"].misses == 2, "the second looked up")
+        gate.set()
+        cookies = sorted([(await first).cookies["session"], (await second).cookies["session"]])
+    assert cookies == ["session-0", "session-1"]  # one each, never the same cookie twice
+
+
+async def wait_until(condition: Callable[[], bool], what: str) -> None:
+    """Wait (bounded) until another task reaches the point the test drives it to."""
+    import asyncio
+
+    try:
+        async with asyncio.timeout(10):  # a bound on a broken test, not a speed assertion
+            while not condition():
+                await asyncio.sleep(0.001)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting until {what}") from None

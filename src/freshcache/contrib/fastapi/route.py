@@ -13,6 +13,7 @@ round trip as any hit): an ETag of an invalidated entry never gets a 304.
 
 from __future__ import annotations
 
+import contextvars
 import datetime
 import functools
 import inspect
@@ -44,6 +45,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 REQUEST_PARAM = "freshcache_request_"
 CALLER_PARAM = "freshcache_caller_"
 CACHEABLE_METHODS = frozenset({"GET", "HEAD"})
+#: The request whose computation is running: concurrent requests for one key share one
+#: computation, and a response that must not be shared has to say whose it is.
+_request: contextvars.ContextVar[Request | None] = contextvars.ContextVar(
+    "freshcache_route_request", default=None
+)
 
 
 class RouteCacheError(TypeError):
@@ -219,7 +225,7 @@ class _RoutePlan:
         async def render(**arguments: Any) -> StoredResponse:
             arguments.pop(CALLER_PARAM, None)
             result = await call_endpoint(arguments)
-            return store(to_response(result, adapter), new_etag(), statuses)
+            return store(to_response(result, adapter), new_etag(), statuses, _request.get())
 
         parameters = [
             p for p in self.inputs.signature.parameters.values() if p.name != REQUEST_PARAM
@@ -257,6 +263,7 @@ class _RoutePlan:
                 return to_response(await plan._call_endpoint(arguments), plan.adapter)
             if plan.caller_value is not None:
                 arguments[CALLER_PARAM] = plan.caller_value(arguments)
+            _request.set(request)  # seen by the computation, even in a shared flight's task
             refresh = plan.no_cache_refreshes and asks_for_fresh(
                 request.headers.get("cache-control"), request.headers.get("pragma")
             )
@@ -265,7 +272,12 @@ class _RoutePlan:
                     compute.warm(**arguments) if refresh else compute(**arguments)
                 )
             except Uncacheable as outcome:
-                return outcome.response
+                if outcome.request is request:
+                    return outcome.response
+                # This request joined another one's computation (single-flight), and that
+                # response is not to be shared (it sets a cookie, has a background task, ...):
+                # this request gets its own.
+                return to_response(await plan._call_endpoint(arguments), plan.adapter)
             return plan.respond(entry, request.headers.get("if-none-match"))
 
         parameters = list(self.inputs.signature.parameters.values())

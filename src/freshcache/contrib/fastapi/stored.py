@@ -33,11 +33,13 @@ class StoredResponse(pydantic.BaseModel):
 
 
 class Uncacheable(Exception):
-    """Raised inside the cached function so that this response is returned but not stored."""
+    """Raised inside the cached function so that this response is returned but not stored;
+    ``request`` is the request it was computed for (the only one it may be sent to)."""
 
-    def __init__(self, response: Response) -> None:
+    def __init__(self, response: Response, request: object) -> None:
         super().__init__(response.status_code)
         self.response = response
+        self.request = request
 
 
 def response_adapter(annotation: Any) -> pydantic.TypeAdapter[Any] | None:
@@ -63,7 +65,9 @@ def to_response(result: Any, adapter: pydantic.TypeAdapter[Any] | None) -> Respo
     return JSONResponse(content)
 
 
-def store(response: Response, etag: str, cacheable_status: frozenset[int]) -> StoredResponse:
+def store(
+    response: Response, etag: str, cacheable_status: frozenset[int], request: object
+) -> StoredResponse:
     """The entry for ``response``; ``Uncacheable`` when it must go out but not be kept."""
     body = getattr(response, "body", None)
     if (
@@ -72,7 +76,7 @@ def store(response: Response, etag: str, cacheable_status: frozenset[int]) -> St
         or "set-cookie" in response.headers  # a cookie set for one caller, never replayed
         or response.background is not None  # its tasks must run: return this very response
     ):
-        raise Uncacheable(response)
+        raise Uncacheable(response, request)
     headers = [(k, v) for k, v in response.headers.items() if k.lower() not in _NOT_STORED]
     return StoredResponse(
         status_code=response.status_code,
