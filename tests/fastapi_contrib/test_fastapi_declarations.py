@@ -285,3 +285,35 @@ async def wait_until(condition: Callable[[], bool], what: str) -> None:
                 await asyncio.sleep(0.001)
     except TimeoutError:
         raise AssertionError(f"timed out waiting until {what}") from None
+
+
+async def test_headers_set_on_the_injected_response_are_stored_and_replayed(
+    cache: Cache,
+) -> None:
+    from fastapi import Response
+
+    app = FastAPI()
+    runs: list[str] = []
+
+    @app.get("/tagged")
+    @cached_route(ttl=60, key_prefix="tagged", cache=cache)
+    async def tagged(response: Response) -> dict[str, int]:
+        runs.append("tagged")
+        response.headers["x-computed-by"] = "worker-1"
+        return {"n": 1}
+
+    @app.get("/greets")
+    @cached_route(ttl=60, key_prefix="greets", cache=cache)
+    async def greets(response: Response) -> dict[str, int]:
+        runs.append("greets")
+        response.set_cookie("seen", "yes")
+        return {"n": 2}
+
+    async with http_client(app) as client:
+        for _ in range(2):
+            hit = await client.get("/tagged")
+            assert hit.json() == {"n": 1}
+            assert hit.headers["x-computed-by"] == "worker-1"  # on the miss and on the hit
+            greeted = await client.get("/greets")
+            assert greeted.cookies["seen"] == "yes"
+    assert runs == ["tagged", "greets", "greets"]  # a cookie is never stored

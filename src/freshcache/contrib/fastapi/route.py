@@ -221,11 +221,13 @@ class _RoutePlan:
         call_endpoint = self._call_endpoint
         statuses = self.statuses
         adapter = self.adapter
+        injected = self.injected
 
         async def render(**arguments: Any) -> StoredResponse:
             arguments.pop(CALLER_PARAM, None)
             result = await call_endpoint(arguments)
-            return store(to_response(result, adapter), new_etag(), statuses, _request.get())
+            response = to_response(result, adapter, injected(arguments))
+            return store(response, new_etag(), statuses, _request.get())
 
         parameters = [
             p for p in self.inputs.signature.parameters.values() if p.name != REQUEST_PARAM
@@ -240,6 +242,9 @@ class _RoutePlan:
         render.__qualname__ = getattr(endpoint, "__qualname__", render.__name__)
         render.__module__ = getattr(endpoint, "__module__", __name__)
         return render
+
+    def injected(self, arguments: dict[str, Any]) -> list[Response]:
+        return [arguments[name] for name in self.inputs.response_params]
 
     async def _call_endpoint(self, arguments: dict[str, Any]) -> Any:
         if self.is_async:
@@ -260,7 +265,8 @@ class _RoutePlan:
             if not own_request:
                 del arguments[REQUEST_PARAM]
             if request.method not in CACHEABLE_METHODS:
-                return to_response(await plan._call_endpoint(arguments), plan.adapter)
+                result = await plan._call_endpoint(arguments)
+                return to_response(result, plan.adapter, plan.injected(arguments))
             if plan.caller_value is not None:
                 arguments[CALLER_PARAM] = plan.caller_value(arguments)
             _request.set(request)  # seen by the computation, even in a shared flight's task
@@ -277,7 +283,8 @@ class _RoutePlan:
                 # This request joined another one's computation (single-flight), and that
                 # response is not to be shared (it sets a cookie, has a background task, ...):
                 # this request gets its own.
-                return to_response(await plan._call_endpoint(arguments), plan.adapter)
+                result = await plan._call_endpoint(arguments)
+                return to_response(result, plan.adapter, plan.injected(arguments))
             return plan.respond(entry, request.headers.get("if-none-match"))
 
         parameters = list(self.inputs.signature.parameters.values())

@@ -8,6 +8,7 @@ hit and a 304 are answered without running the endpoint.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pydantic
@@ -54,7 +55,12 @@ def response_adapter(annotation: Any) -> pydantic.TypeAdapter[Any] | None:
         return None
 
 
-def to_response(result: Any, adapter: pydantic.TypeAdapter[Any] | None) -> Response:
+def to_response(
+    result: Any, adapter: pydantic.TypeAdapter[Any] | None, injected: Sequence[Response] = ()
+) -> Response:
+    """The response FastAPI would send for ``result``: a returned ``Response`` as it is;
+    a value serialised, with the status and headers the route set on its injected
+    ``Response`` parameters."""
     if isinstance(result, Response):
         return result
     if adapter is not None:
@@ -62,7 +68,13 @@ def to_response(result: Any, adapter: pydantic.TypeAdapter[Any] | None) -> Respo
         content = adapter.dump_python(validated, mode="json", by_alias=True)
     else:
         content = jsonable_encoder(result)
-    return JSONResponse(content)
+    response = JSONResponse(content)
+    for sub in injected:
+        # FastAPI's injected Response starts without a status; a route may set one.
+        if getattr(sub, "status_code", None):
+            response.status_code = sub.status_code
+        response.headers.raw.extend(sub.headers.raw)
+    return response
 
 
 def store(
