@@ -97,6 +97,12 @@ def build_app(cache: Cache, db: Database, *, no_cache_refreshes: bool = True) ->
         await book(day)
         return {"booked": day}
 
+    @app.post("/days/{day}/close")
+    @cache.invalidate_cache("booking:availability:{day}:*")  # on the write endpoint itself
+    async def close_day(day: str) -> dict[str, str]:
+        db.versions[day] = db.versions.get(day, 1) + 100
+        return {"closed": day}
+
     @app.get("/me/bookings")
     @cached_route(
         ttl=60, key_prefix="booking:mine", per_user="user.id", exclude=("user",), cache=cache

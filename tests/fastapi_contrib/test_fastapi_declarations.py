@@ -6,7 +6,7 @@ and the lifespan owns the cache."""
 # evaluates string annotations in the module.
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
 import pytest
@@ -94,11 +94,17 @@ def test_shared_and_per_user_are_the_two_ways_out(cache: Cache) -> None:
 
     with pytest.raises(RouteCacheError, match="contradict"):
         cached_route(per_user="user.id", shared=True)
+    with pytest.raises(RouteCacheError, match="must name a parameter"):
+        cached_route(per_user="user.id()")(mine)
     with pytest.raises(RouteCacheError, match="'account' is not one of its parameters"):
 
         @cached_route(ttl=60, per_user="account.id", exclude=("user",), cache=cache)
         async def wrong(user: Annotated[User, Depends(current_user)]) -> dict[str, int]:
             return {}
+
+    @cached_route(ttl=60, key_prefix="one", exclude="user", shared=True, cache=cache)
+    async def one_name(user: Annotated[User, Depends(current_user)]) -> dict[str, int]:
+        return {}  # exclude= as one string means that one parameter, as for @cached
 
     with pytest.raises(ValueError, match="not parameters"):
 
@@ -232,3 +238,82 @@ async def test_responses_that_must_not_be_replayed_are_not_stored(cache: Cache) 
             assert (await client.get("/audit")).json() == {"ok": True}
     assert runs == ["cookie", "stream", "task", "task ran"] * 2
     assert await cache.keys("odd:*") == []
+
+
+async def test_a_response_that_sets_a_cookie_is_never_shared_by_a_joined_flight(
+    cache: Cache,
+) -> None:
+    """Two concurrent requests for one key share one computation (single-flight). When that
+    computation's response may not be shared (here it sets a cookie), the request that joined
+    gets a response computed for itself, never the other request's cookie."""
+    import asyncio
+
+    from fastapi.responses import JSONResponse
+
+    app = FastAPI()
+    gate = asyncio.Event()
+    issued: list[str] = []
+
+    @app.get("/welcome")
+    @cached_route(ttl=60, key_prefix="welcome", cache=cache)
+    async def welcome() -> JSONResponse:
+        session = f"session-{len(issued)}"
+        issued.append(session)
+        if len(issued) == 1:
+            await gate.wait()  # the first computation is held while the second request joins
+        response = JSONResponse({"hello": True})
+        response.set_cookie("session", session)
+        return response
+
+    async with http_client(app) as client:
+        first = asyncio.create_task(client.get("/welcome"))
+        await wait_until(lambda: len(issued) == 1, "the first computation started")
+        second = asyncio.create_task(client.get("/welcome"))
+        await wait_until(lambda: cache.stats()["welcome"].misses == 2, "the second looked up")
+        gate.set()
+        cookies = sorted([(await first).cookies["session"], (await second).cookies["session"]])
+    assert cookies == ["session-0", "session-1"]  # one each, never the same cookie twice
+
+
+async def wait_until(condition: Callable[[], bool], what: str) -> None:
+    """Wait (bounded) until another task reaches the point the test drives it to."""
+    import asyncio
+
+    try:
+        async with asyncio.timeout(10):  # a bound on a broken test, not a speed assertion
+            while not condition():
+                await asyncio.sleep(0.001)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting until {what}") from None
+
+
+async def test_headers_set_on_the_injected_response_are_stored_and_replayed(
+    cache: Cache,
+) -> None:
+    from fastapi import Response
+
+    app = FastAPI()
+    runs: list[str] = []
+
+    @app.get("/tagged")
+    @cached_route(ttl=60, key_prefix="tagged", cache=cache)
+    async def tagged(response: Response) -> dict[str, int]:
+        runs.append("tagged")
+        response.headers["x-computed-by"] = "worker-1"
+        return {"n": 1}
+
+    @app.get("/greets")
+    @cached_route(ttl=60, key_prefix="greets", cache=cache)
+    async def greets(response: Response) -> dict[str, int]:
+        runs.append("greets")
+        response.set_cookie("seen", "yes")
+        return {"n": 2}
+
+    async with http_client(app) as client:
+        for _ in range(2):
+            hit = await client.get("/tagged")
+            assert hit.json() == {"n": 1}
+            assert hit.headers["x-computed-by"] == "worker-1"  # on the miss and on the hit
+            greeted = await client.get("/greets")
+            assert greeted.cookies["seen"] == "yes"
+    assert runs == ["tagged", "greets", "greets"]  # a cookie is never stored

@@ -70,6 +70,19 @@ async def test_a_write_invalidates_the_route_and_its_etag(route_cache: Cache) ->
     assert db.loads == 3
 
 
+async def test_invalidate_cache_on_the_write_endpoint_itself(route_cache: Cache) -> None:
+    db = Database()
+    async with http_client(build_app(route_cache, db)) as client:
+        old = await client.get(f"/availability/{DAY}")
+        closed = await client.post(f"/days/{DAY}/close")
+        assert closed.json() == {"closed": DAY}
+        new = await client.get(
+            f"/availability/{DAY}", headers={"if-none-match": old.headers["etag"]}
+        )
+        assert new.status_code == 200
+        assert new.json()["version"] == 101
+
+
 async def test_an_imperative_invalidation_by_prefix_reaches_routes(route_cache: Cache) -> None:
     db = Database()
     async with http_client(build_app(route_cache, db)) as client:

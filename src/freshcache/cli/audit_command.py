@@ -29,9 +29,7 @@ class FailOn(enum.StrEnum):
 def audit(
     paths: Annotated[
         list[Path],
-        typer.Argument(
-            metavar="PATH...", help="Python files or folders to audit", show_default=False
-        ),
+        typer.Argument(metavar="PATH", help="Python files or folders to audit", show_default=False),
     ],
     format: Annotated[Format, typer.Option("--format", "-f", help="report format")] = Format.md,
     as_json: Annotated[bool, typer.Option("--json", help="the same as --format json")] = False,

@@ -39,6 +39,7 @@ class RouteInputs:
     signature: inspect.Signature  # annotations resolved (PEP 563 strings evaluated)
     framework_params: tuple[str, ...]  # Request, Response, BackgroundTasks, ...
     request_param: str | None  # the endpoint's own Request parameter, if it has one
+    response_params: tuple[str, ...]  # Response parameters (headers set on them go out too)
     vary: tuple[str, ...]  # headers read by key parameters (Header(), Cookie())
     caller_inputs: tuple[str, ...]  # why the response depends on the caller, if it does
     credential_headers: tuple[str, ...]  # headers the caller's identity is read from
@@ -154,6 +155,7 @@ def analyse(endpoint: Callable[..., Any], key_excluded: frozenset[str]) -> Route
     name = getattr(endpoint, "__qualname__", repr(endpoint))
     framework: list[str] = []
     request_param: str | None = None
+    response_params: list[str] = []
     vary: list[str] = []
     caller: list[str] = []
     credentials: list[str] = []
@@ -169,6 +171,8 @@ def analyse(endpoint: Callable[..., Any], key_excluded: frozenset[str]) -> Route
             framework.append(param.name)
             if request_param is None and issubclass(annotation, HTTPConnection):
                 request_param = param.name
+            if issubclass(annotation, Response):
+                response_params.append(param.name)
             continue
         in_key = param.name not in key_excluded
         for marker in markers:
@@ -186,6 +190,7 @@ def analyse(endpoint: Callable[..., Any], key_excluded: frozenset[str]) -> Route
         signature=signature,
         framework_params=tuple(framework),
         request_param=request_param,
+        response_params=tuple(response_params),
         vary=tuple(dict.fromkeys(vary)),
         caller_inputs=tuple(caller),
         credential_headers=tuple(dict.fromkeys(credentials)),

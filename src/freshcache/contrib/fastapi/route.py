@@ -13,6 +13,7 @@ round trip as any hit): an ETag of an invalidated entry never gets a 304.
 
 from __future__ import annotations
 
+import contextvars
 import datetime
 import functools
 import inspect
@@ -37,7 +38,6 @@ from freshcache.contrib.fastapi.stored import (
     store,
     to_response,
 )
-from freshcache.keys import Template
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -45,6 +45,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 REQUEST_PARAM = "freshcache_request_"
 CALLER_PARAM = "freshcache_caller_"
 CACHEABLE_METHODS = frozenset({"GET", "HEAD"})
+#: The request whose computation is running: concurrent requests for one key share one
+#: computation, and a response that must not be shared has to say whose it is.
+_request: contextvars.ContextVar[Request | None] = contextvars.ContextVar(
+    "freshcache_route_request", default=None
+)
 
 
 class RouteCacheError(TypeError):
@@ -95,7 +100,7 @@ def cached_route(
         name = getattr(endpoint, "__qualname__", repr(endpoint))
         if not callable(endpoint):
             raise RouteCacheError(f"freshcache: @cached_route applied to {endpoint!r}")
-        excluded = frozenset(exclude)
+        excluded = frozenset((exclude,) if isinstance(exclude, str) else exclude)
         inputs = analyse(endpoint, excluded)
         caller_value = _caller_reader(per_user, inputs, name)
         _require_caller_key(inputs, name, per_user, shared, user_dependent)
@@ -136,16 +141,17 @@ def _caller_reader(
     """A function of the call's arguments that returns the caller's identity."""
     if per_user is None:
         return None
-    if not isinstance(per_user, str):
-        raise RouteCacheError("freshcache: per_user= names a parameter, e.g. 'user.id'")
+    if not isinstance(per_user, str) or not all(p.isidentifier() for p in per_user.split(".")):
+        raise RouteCacheError(
+            f"freshcache: per_user={per_user!r} must name a parameter or a parameter's "
+            "attribute, e.g. 'user' or 'user.id'"
+        )
     root, *attrs = per_user.split(".")
     if root not in inputs.signature.parameters:
         raise RouteCacheError(
             f"freshcache: per_user={per_user!r} of route {name}: {root!r} is not one of its "
             f"parameters ({', '.join(inputs.signature.parameters) or 'none'})"
         )
-    # Reuse the template rules (identifiers only) so the check is the one key prefixes get.
-    Template("{" + per_user + "}", [root], "per_user")
 
     def read(arguments: dict[str, Any]) -> Any:
         value = arguments[root]
@@ -215,11 +221,13 @@ class _RoutePlan:
         call_endpoint = self._call_endpoint
         statuses = self.statuses
         adapter = self.adapter
+        injected = self.injected
 
         async def render(**arguments: Any) -> StoredResponse:
             arguments.pop(CALLER_PARAM, None)
             result = await call_endpoint(arguments)
-            return store(to_response(result, adapter), new_etag(), statuses)
+            response = to_response(result, adapter, injected(arguments))
+            return store(response, new_etag(), statuses, _request.get())
 
         parameters = [
             p for p in self.inputs.signature.parameters.values() if p.name != REQUEST_PARAM
@@ -234,6 +242,9 @@ class _RoutePlan:
         render.__qualname__ = getattr(endpoint, "__qualname__", render.__name__)
         render.__module__ = getattr(endpoint, "__module__", __name__)
         return render
+
+    def injected(self, arguments: dict[str, Any]) -> list[Response]:
+        return [arguments[name] for name in self.inputs.response_params]
 
     async def _call_endpoint(self, arguments: dict[str, Any]) -> Any:
         if self.is_async:
@@ -254,9 +265,11 @@ class _RoutePlan:
             if not own_request:
                 del arguments[REQUEST_PARAM]
             if request.method not in CACHEABLE_METHODS:
-                return to_response(await plan._call_endpoint(arguments), plan.adapter)
+                result = await plan._call_endpoint(arguments)
+                return to_response(result, plan.adapter, plan.injected(arguments))
             if plan.caller_value is not None:
                 arguments[CALLER_PARAM] = plan.caller_value(arguments)
+            _request.set(request)  # seen by the computation, even in a shared flight's task
             refresh = plan.no_cache_refreshes and asks_for_fresh(
                 request.headers.get("cache-control"), request.headers.get("pragma")
             )
@@ -265,7 +278,13 @@ class _RoutePlan:
                     compute.warm(**arguments) if refresh else compute(**arguments)
                 )
             except Uncacheable as outcome:
-                return outcome.response
+                if outcome.request is request:
+                    return outcome.response
+                # This request joined another one's computation (single-flight), and that
+                # response is not to be shared (it sets a cookie, has a background task, ...):
+                # this request gets its own.
+                result = await plan._call_endpoint(arguments)
+                return to_response(result, plan.adapter, plan.injected(arguments))
             return plan.respond(entry, request.headers.get("if-none-match"))
 
         parameters = list(self.inputs.signature.parameters.values())

@@ -8,6 +8,7 @@ hit and a 304 are answered without running the endpoint.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pydantic
@@ -33,11 +34,13 @@ class StoredResponse(pydantic.BaseModel):
 
 
 class Uncacheable(Exception):
-    """Raised inside the cached function so that this response is returned but not stored."""
+    """Raised inside the cached function so that this response is returned but not stored;
+    ``request`` is the request it was computed for (the only one it may be sent to)."""
 
-    def __init__(self, response: Response) -> None:
+    def __init__(self, response: Response, request: object) -> None:
         super().__init__(response.status_code)
         self.response = response
+        self.request = request
 
 
 def response_adapter(annotation: Any) -> pydantic.TypeAdapter[Any] | None:
@@ -52,7 +55,12 @@ def response_adapter(annotation: Any) -> pydantic.TypeAdapter[Any] | None:
         return None
 
 
-def to_response(result: Any, adapter: pydantic.TypeAdapter[Any] | None) -> Response:
+def to_response(
+    result: Any, adapter: pydantic.TypeAdapter[Any] | None, injected: Sequence[Response] = ()
+) -> Response:
+    """The response FastAPI would send for ``result``: a returned ``Response`` as it is;
+    a value serialised, with the status and headers the route set on its injected
+    ``Response`` parameters."""
     if isinstance(result, Response):
         return result
     if adapter is not None:
@@ -60,10 +68,18 @@ def to_response(result: Any, adapter: pydantic.TypeAdapter[Any] | None) -> Respo
         content = adapter.dump_python(validated, mode="json", by_alias=True)
     else:
         content = jsonable_encoder(result)
-    return JSONResponse(content)
+    response = JSONResponse(content)
+    for sub in injected:
+        # FastAPI's injected Response starts without a status; a route may set one.
+        if getattr(sub, "status_code", None):
+            response.status_code = sub.status_code
+        response.headers.raw.extend(sub.headers.raw)
+    return response
 
 
-def store(response: Response, etag: str, cacheable_status: frozenset[int]) -> StoredResponse:
+def store(
+    response: Response, etag: str, cacheable_status: frozenset[int], request: object
+) -> StoredResponse:
     """The entry for ``response``; ``Uncacheable`` when it must go out but not be kept."""
     body = getattr(response, "body", None)
     if (
@@ -72,7 +88,7 @@ def store(response: Response, etag: str, cacheable_status: frozenset[int]) -> St
         or "set-cookie" in response.headers  # a cookie set for one caller, never replayed
         or response.background is not None  # its tasks must run: return this very response
     ):
-        raise Uncacheable(response)
+        raise Uncacheable(response, request)
     headers = [(k, v) for k, v in response.headers.items() if k.lower() not in _NOT_STORED]
     return StoredResponse(
         status_code=response.status_code,
