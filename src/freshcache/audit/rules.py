@@ -281,7 +281,7 @@ def scan_models(scan: ScanResult) -> set[str]:
     bases = {"Base", "DeclarativeBase", "Model", "SQLModel", "AbstractBase", "BaseModelORM"}
     found: set[str] = set()
     for mod in scan.modules.values():
-        for node in _ast.walk(mod.tree):
+        for node in mod.tree.body:  # models are module-level classes
             if isinstance(node, _ast.ClassDef):
                 names = {_ast.unparse(b).rsplit(".", 1)[-1] for b in node.bases}
                 tabled = any(k.arg == "table" for k in node.keywords)
@@ -483,7 +483,12 @@ def _write_rules(tables: Tables) -> Iterator[Finding]:
                     + ") or remove it",
                     write.id,
                 )
-        if write.commit is CommitContext.BEFORE_CALLER_COMMIT:
+        # A raw client's DEL before a commit matters when it drops a cached read's entry;
+        # otherwise it is the application's own state (a counter, a lock), not a cache.
+        covers = any(c.write == write.id for c in tables.coverage)
+        if write.commit is CommitContext.BEFORE_CALLER_COMMIT and (
+            write.api != "redis-py" or covers
+        ):
             yield finding(
                 "FC111",
                 write.location,

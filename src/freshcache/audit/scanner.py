@@ -134,6 +134,8 @@ class ScanResult:
     understood: set[int] = dataclasses.field(default_factory=set)
     #: (module, qualname) -> the function's facts, built on first use
     facts_index: dict[tuple[str, str], FunctionFacts] = dataclasses.field(default_factory=dict)
+    #: every call of a module, by module name (walked once)
+    module_calls: dict[str, list[ast.Call]] = dataclasses.field(default_factory=dict)
     #: the functions that implement a home-grown layer or its service (not reads themselves)
     layer_code: set[tuple[str, str]] = dataclasses.field(default_factory=set)
 

@@ -96,14 +96,16 @@ def _sweep(ctx: Ctx, layers: set[str]) -> None:
                 why + "; declare it under [[tool.freshcache.audit.wrappers]]",
                 "read" if "invalid" not in text.lower() else "write",
             )
+    if not ctx.imports_any(_LIBRARIES):
+        return
     in_decorators = {
         id(n)
         for _q, node in functions(ctx.info.tree.body)
         for deco in node.decorator_list
         for n in ast.walk(deco)
     }
-    for call in ast.walk(ctx.info.tree):
-        if not isinstance(call, ast.Call) or id(call) in ctx.out.understood:
+    for call in ctx.calls:
+        if id(call) in ctx.out.understood:
             continue
         called = ctx.qualified(call.func)
         if called is None or called.split(".")[0] not in _LIBRARIES:

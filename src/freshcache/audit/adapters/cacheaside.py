@@ -36,6 +36,9 @@ from freshcache.audit.scanner import FunctionNode
 _GET = {"get"}
 _SET = {"set", "setex"}
 _SECURITY_READS = {"get", "exists", "sismember", "incr", "incrby", "hget", "zscore", "setnx"}
+_INTERESTING = _GET | _SET | _SECURITY_READS | {
+    "delete", "unlink", "delete_pattern", "scan_iter", "keys", "scan",
+}  # fmt: skip
 
 
 def _client(ctx: Ctx, receiver: ast.expr, services: set[str]) -> str | None:
@@ -62,13 +65,24 @@ def scan_module(ctx: Ctx, services: set[str], swallowing: bool) -> None:
 def _function(
     ctx: Ctx, qualname: str, node: FunctionNode, services: set[str], swallowing: bool
 ) -> None:
+    nodes = list(walk_local(node))
+    calls = [
+        n
+        for n in nodes
+        if isinstance(n, ast.Call)
+        and isinstance(n.func, ast.Attribute)
+        and n.func.attr in _INTERESTING
+        and id(n) not in ctx.out.understood
+    ]
+    if not calls:
+        return  # most functions: nothing here looks like a cache call
     scope = scope_of(node)
     gets: dict[tuple[str, str], ast.Call] = {}
     sets: dict[tuple[str, str], ast.Call] = {}
-    tries = [n for n in walk_local(node) if isinstance(n, ast.Try)]
+    tries = [n for n in nodes if isinstance(n, ast.Try)]
     walked = _walked_names(node)
-    for call in walk_local(node):
-        if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Attribute):
+    for call in calls:
+        if not isinstance(call.func, ast.Attribute):
             continue
         if id(call) in ctx.out.understood:
             continue
