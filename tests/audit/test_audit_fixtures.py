@@ -50,7 +50,7 @@ PLANTED = {
     },
     "corpus_cashews": {"FC101", "FC102", "FC106", "FC107", "FC109", "FC116"},
     "corpus_aiocache": {"FC101", "FC102", "FC103", "FC109", "FC116"},
-    "corpus_fastapi_cache2": {"FC101", "FC102", "FC106", "FC109", "FC110"},
+    "corpus_fastapi_cache2": {"FC101", "FC102", "FC106", "FC109", "FC110", "FC124"},
     "corpus_dogpile": {"FC109", "FC110", "FC123"},
     "corpus_redispy": {"FC103", "FC106", "FC107", "FC110", "FC111", "FC116", "FC119"},
     "corpus_unrecognised": {"FC115"},

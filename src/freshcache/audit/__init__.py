@@ -18,6 +18,7 @@ from freshcache.audit.checklist import build_checklist
 from freshcache.audit.config import AuditConfig, ConfigError, load_config
 from freshcache.audit.migration import migration_steps
 from freshcache.audit.model import ApiUse, AuditResult, LiveReport, Severity
+from freshcache.audit.resolve import forget_walks
 from freshcache.audit.rules import family, static_findings
 from freshcache.audit.scanner import AuditInputError, display_path, scan
 
@@ -39,6 +40,14 @@ def run_audit(paths: Sequence[Path], root: Path, config: AuditConfig | None = No
     """Scan ``paths`` (files or folders) and compute the report. Paths are shown relative to
     ``root``, so the report is the same wherever the repository is checked out."""
     config = config or AuditConfig()
+    forget_walks()
+    try:
+        return _run(paths, root, config)
+    finally:
+        forget_walks()  # the memo holds every tree: never keep it past the audit
+
+
+def _run(paths: Sequence[Path], root: Path, config: AuditConfig) -> AuditResult:
     result = scan(paths, root, config)
     tables = build_tables(result)
     findings = static_findings(result, tables, config)

@@ -191,7 +191,8 @@ def build_checklist(
     def after_commit() -> tuple[CheckStatus, str]:
         if not writes:
             return NA, "no invalidation found"
-        bad = [w for w in writes if w.commit is CommitContext.BEFORE_CALLER_COMMIT]
+        flagged = {f.subject for f in rule_hits("FC111")}
+        bad = [w for w in writes if w.id in flagged]
         if bad:
             return FAIL, "; ".join(f"{w.qualname}: {w.commit_evidence}" for w in bad[:2])
         unknown = [w for w in writes if w.commit is CommitContext.UNKNOWN]

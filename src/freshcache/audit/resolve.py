@@ -407,6 +407,15 @@ def local_scope(func: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> di
     """Local names assigned exactly once in ``func`` (not in nested functions)."""
     if isinstance(func, ast.Lambda):
         return {}
+    cached = _SCOPES.get(id(func))
+    if cached is not None and cached[0] is func:
+        return cached[1]
+    scope = _local_scope(func)
+    _SCOPES[id(func)] = (func, scope)
+    return scope
+
+
+def _local_scope(func: ast.FunctionDef | ast.AsyncFunctionDef) -> dict[str, ast.expr]:
     counts: dict[str, int] = {}
     values: dict[str, ast.expr] = {}
     for node in walk_local(func):
@@ -431,11 +440,30 @@ def local_scope(func: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> di
     return {name: values[name] for name, count in counts.items() if count == 1 and name in values}
 
 
+#: walk_local() and local_scope() results by node, for one audit: the scanner, the footprint
+#: pass and every adapter walk the same functions, so each is walked once (the node is kept
+#: with its result so a reused id() can never return another node's walk).
+_WALKS: dict[int, tuple[ast.AST, list[ast.AST]]] = {}
+_SCOPES: dict[int, tuple[ast.AST, dict[str, ast.expr]]] = {}
+
+
+def forget_walks() -> None:
+    """Drop the memoised walks (at the start and end of an audit)."""
+    _WALKS.clear()
+    _SCOPES.clear()
+
+
 def walk_local(func: ast.AST) -> Iterator[ast.AST]:
     """Like ast.walk over a function body, but not into nested functions, classes or lambdas."""
+    cached = _WALKS.get(id(func))
+    if cached is not None and cached[0] is func:
+        return iter(cached[1])
     nested = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Lambda
     stack: list[ast.AST] = [n for n in getattr(func, "body", []) if not isinstance(n, nested)]
+    out: list[ast.AST] = []
     while stack:
         node = stack.pop()
-        yield node
+        out.append(node)
         stack.extend(c for c in ast.iter_child_nodes(node) if not isinstance(c, nested))
+    _WALKS[id(func)] = (func, out)
+    return iter(out)

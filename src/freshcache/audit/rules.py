@@ -97,6 +97,9 @@ RULES: dict[str, Rule] = {
         Rule("FC123", "process-local-invalidation", Severity.WARNING,
              "An invalidation reaches only this process; other workers keep serving old "
              "entries."),
+        Rule("FC124", "orm-write-not-invalidated", Severity.WARNING,
+             "A function writes rows of a table a cached read selects from, and invalidates "
+             "none of its entries."),
         Rule("FC201", "orphan-keys", Severity.WARNING,
              "Live: entries without a TTL never expire."),
         Rule("FC202", "unknown-prefix-keys", Severity.WARNING,
@@ -130,6 +133,7 @@ def static_findings(scan: ScanResult, tables: Tables, config: AuditConfig) -> li
         *_unanalysed(scan),
         *scan.adapter_findings,
         *_key_rules(tables),
+        *_orm_rules(scan, tables),
         *_value_rules(tables, scan),
         *_read_rules(tables, config),
         *_write_rules(tables),
@@ -165,6 +169,12 @@ def _source_errors(scan: ScanResult) -> Iterator[Finding]:
             f"{error.message}; its cached reads and invalidations are not in this report",
             "fix the file so that Python can parse it",
         )
+
+
+def _orm_rules(scan: ScanResult, tables: Tables) -> Iterator[Finding]:
+    from freshcache.audit.orm import orm_findings
+
+    yield from orm_findings(scan, tables)
 
 
 def _unanalysed(scan: ScanResult) -> Iterator[Finding]:
@@ -281,7 +291,7 @@ def scan_models(scan: ScanResult) -> set[str]:
     bases = {"Base", "DeclarativeBase", "Model", "SQLModel", "AbstractBase", "BaseModelORM"}
     found: set[str] = set()
     for mod in scan.modules.values():
-        for node in _ast.walk(mod.tree):
+        for node in mod.tree.body:  # models are module-level classes
             if isinstance(node, _ast.ClassDef):
                 names = {_ast.unparse(b).rsplit(".", 1)[-1] for b in node.bases}
                 tabled = any(k.arg == "table" for k in node.keywords)
@@ -396,6 +406,10 @@ def _read_rules(tables: Tables, config: AuditConfig) -> Iterator[Finding]:
             )
 
 
+def prefix_pattern(read: CachedRead) -> str:
+    return _prefix_pattern(read)
+
+
 def _prefix_pattern(read: CachedRead) -> str:
     prefix = read.prefix.display if read.prefix else "prefix"
     return prefix + ":*"
@@ -483,7 +497,12 @@ def _write_rules(tables: Tables) -> Iterator[Finding]:
                     + ") or remove it",
                     write.id,
                 )
-        if write.commit is CommitContext.BEFORE_CALLER_COMMIT:
+        # A raw client's DEL before a commit matters when it drops a cached read's entry;
+        # otherwise it is the application's own state (a counter, a lock), not a cache.
+        covers = any(c.write == write.id for c in tables.coverage)
+        if write.commit is CommitContext.BEFORE_CALLER_COMMIT and (
+            write.api != "redis-py" or covers
+        ):
             yield finding(
                 "FC111",
                 write.location,

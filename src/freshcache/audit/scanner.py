@@ -134,6 +134,8 @@ class ScanResult:
     understood: set[int] = dataclasses.field(default_factory=set)
     #: (module, qualname) -> the function's facts, built on first use
     facts_index: dict[tuple[str, str], FunctionFacts] = dataclasses.field(default_factory=dict)
+    #: every call of a module, by module name (walked once)
+    module_calls: dict[str, list[ast.Call]] = dataclasses.field(default_factory=dict)
     #: the functions that implement a home-grown layer or its service (not reads themselves)
     layer_code: set[tuple[str, str]] = dataclasses.field(default_factory=set)
 
@@ -160,10 +162,19 @@ def discover(paths: Iterable[Path]) -> dict[Path, Path]:
     return dict(sorted(found.items()))
 
 
-def module_name(path: Path) -> str:
-    """Dotted name from the package folders (those holding an __init__.py) above ``path``."""
+def module_name(path: Path, base: Path | None = None) -> str:
+    """Dotted name from the package folders (those holding an __init__.py) above ``path``; a
+    module in a folder without one (a namespace package, an application run from its root) is
+    named by its path under the folder given to the audit, as ``python -m`` would import it."""
     parts = [] if path.name == "__init__.py" else [path.stem]
     folder = path.parent
+    if not (folder / "__init__.py").is_file() and base is not None and folder != base:
+        try:
+            relative = folder.relative_to(base).parts
+        except ValueError:
+            relative = ()
+        if relative and all(p.isidentifier() for p in relative):
+            return ".".join([*relative, *parts])
     while (folder / "__init__.py").is_file():
         parts.insert(0, folder.name)
         folder = folder.parent
@@ -202,7 +213,7 @@ def scan(paths: Iterable[Path], root: Path, config: AuditConfig | None = None) -
             assert error is not None
             errors.append(error)
             continue
-        name = module_name(path)
+        name = module_name(path, base)
         while name in modules:  # two loose files with one stem in different folders
             name = "_." + name
         info = ModuleInfo(name=name, path=path, display=shown_path, tree=tree)

@@ -84,8 +84,13 @@ def _sweep(ctx: Ctx, layers: set[str]) -> None:
             ):
                 continue
             where_defined = _defined_at(ctx, qual)
+            in_process = where_defined and _in_process_layer(ctx, qual)
             why = (
-                f"defined in the audited code ({where_defined}) but its body is not a cache "
+                f"defined in the audited code ({where_defined}): an in-process cache "
+                f"({in_process}) kept per worker, which no invalidation in another process "
+                "reaches and the audit does not model"
+                if in_process
+                else f"defined in the audited code ({where_defined}) but its body is not a cache "
                 "layer the audit recognises (get/set around the call, or a delete)"
                 if where_defined
                 else f"{qual} is not a cache API the audit models"
@@ -96,14 +101,16 @@ def _sweep(ctx: Ctx, layers: set[str]) -> None:
                 why + "; declare it under [[tool.freshcache.audit.wrappers]]",
                 "read" if "invalid" not in text.lower() else "write",
             )
+    if not ctx.imports_any(_LIBRARIES):
+        return
     in_decorators = {
         id(n)
         for _q, node in functions(ctx.info.tree.body)
         for deco in node.decorator_list
         for n in ast.walk(deco)
     }
-    for call in ast.walk(ctx.info.tree):
-        if not isinstance(call, ast.Call) or id(call) in ctx.out.understood:
+    for call in ctx.calls:
+        if id(call) in ctx.out.understood:
             continue
         called = ctx.qualified(call.func)
         if called is None or called.split(".")[0] not in _LIBRARIES:
@@ -120,6 +127,21 @@ def _sweep(ctx: Ctx, layers: set[str]) -> None:
             f"a call of {qual} the audit does not model",
             "call",
         )
+
+
+def _in_process_layer(ctx: Ctx, qual: str) -> str:
+    """ "cachetools.TTLCache" when the in-repo decorator builds an in-process cache."""
+    module, _, name = qual.rpartition(".")
+    mod = ctx.resolver.modules.get(ctx.resolver.module_named(module))
+    node = mod.functions.get(name) if mod is not None else None
+    if mod is None or node is None:
+        return ""
+    for call in ast.walk(node):
+        if isinstance(call, ast.Call):
+            made = ctx.resolver.qualified(mod, call.func) or ""
+            if made.split(".")[0] in ("cachetools", "functools", "async_lru"):
+                return made
+    return ""
 
 
 def _defined_at(ctx: Ctx, qual: str) -> str:

@@ -92,6 +92,19 @@ class Ctx:
             index.update({(f.module, f.qualname): f for f in self.out.functions})
         return index.get((self.info.name, qualname))
 
+    @property
+    def calls(self) -> list[ast.Call]:
+        """Every call in the module, nested functions included (walked once per audit)."""
+        found = self.out.module_calls.get(self.info.name)
+        if found is None:
+            found = [n for n in ast.walk(self.info.tree) if isinstance(n, ast.Call)]
+            self.out.module_calls[self.info.name] = found
+        return found
+
+    def imports_any(self, libraries: tuple[str, ...]) -> bool:
+        """Does the module import one of ``libraries`` (by top-level package name)?"""
+        return any(module.split(".")[0] in libraries for module, _ in self.info.imports.values())
+
     def understood(self, node: ast.AST) -> None:
         self.out.understood.add(id(node))
 

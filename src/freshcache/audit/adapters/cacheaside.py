@@ -36,6 +36,9 @@ from freshcache.audit.scanner import FunctionNode
 _GET = {"get"}
 _SET = {"set", "setex"}
 _SECURITY_READS = {"get", "exists", "sismember", "incr", "incrby", "hget", "zscore", "setnx"}
+_INTERESTING = _GET | _SET | _SECURITY_READS | {
+    "delete", "unlink", "delete_pattern", "scan_iter", "keys", "scan",
+}  # fmt: skip
 
 
 def _client(ctx: Ctx, receiver: ast.expr, services: set[str]) -> str | None:
@@ -44,6 +47,12 @@ def _client(ctx: Ctx, receiver: ast.expr, services: set[str]) -> str | None:
     qual = ctx.qualified(receiver)
     if qual is not None and qual.split(".")[0] in ("redis", "aioredis"):
         return "redis-py"
+    # An instance of a library's cache class used by hand: cache = RedisCache(...); cache.get()
+    made = instance_origin(ctx, receiver)
+    if made is not None:
+        head = made.split(".")[0]
+        if head in ("aiocache", "cashews", "redis", "aioredis"):
+            return {"aioredis": "redis-py", "redis": "redis-py"}.get(head, head)
     lowered = text.lower()
     if "redis" in lowered or lowered in ("r", "rdb", "client.redis"):
         return "redis-py"
@@ -62,13 +71,24 @@ def scan_module(ctx: Ctx, services: set[str], swallowing: bool) -> None:
 def _function(
     ctx: Ctx, qualname: str, node: FunctionNode, services: set[str], swallowing: bool
 ) -> None:
+    nodes = list(walk_local(node))
+    calls = [
+        n
+        for n in nodes
+        if isinstance(n, ast.Call)
+        and isinstance(n.func, ast.Attribute)
+        and n.func.attr in _INTERESTING
+        and id(n) not in ctx.out.understood
+    ]
+    if not calls:
+        return  # most functions: nothing here looks like a cache call
     scope = scope_of(node)
     gets: dict[tuple[str, str], ast.Call] = {}
     sets: dict[tuple[str, str], ast.Call] = {}
-    tries = [n for n in walk_local(node) if isinstance(n, ast.Try)]
+    tries = [n for n in nodes if isinstance(n, ast.Try)]
     walked = _walked_names(node)
-    for call in walk_local(node):
-        if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Attribute):
+    for call in calls:
+        if not isinstance(call.func, ast.Attribute):
             continue
         if id(call) in ctx.out.understood:
             continue
@@ -167,6 +187,31 @@ def _walked_names(node: FunctionNode) -> set[str]:
     return names
 
 
+def instance_call(ctx: Ctx, receiver: ast.expr) -> ast.Call | None:
+    """The call that built ``receiver`` when it is a module-level instance of an audited module
+    (``cache = RedisCache(ttl=60)``, imported or local)."""
+    qual = ctx.qualified(receiver)
+    if qual is None:
+        return None
+    module, _, name = qual.rpartition(".")
+    mod = ctx.resolver.modules.get(ctx.resolver.module_named(module))
+    value = mod.assignments.get(name) if mod is not None else None
+    return value if isinstance(value, ast.Call) else None
+
+
+def instance_origin(ctx: Ctx, receiver: ast.expr) -> str | None:
+    """The class (dotted) of a module-level instance, "aiocache.backends.redis.RedisCache"."""
+    qual = ctx.qualified(receiver)
+    if qual is None:
+        return None
+    module, _, name = qual.rpartition(".")
+    mod = ctx.resolver.modules.get(ctx.resolver.module_named(module))
+    value = mod.assignments.get(name) if mod is not None else None
+    if not isinstance(value, ast.Call) or mod is None:
+        return None
+    return ctx.resolver.qualified(mod, value.func)
+
+
 def _returns_on_hit(node: FunctionNode, get: ast.Call) -> bool:
     """The cache-aside shape: the value got is tested and returned (``if cached: return ...``)
     before anything is computed. A get and a set of the same key without it is state (a
@@ -229,8 +274,15 @@ def _read(
     for kw in put.keywords:
         if kw.arg in ("ex", "ttl", "expire", "px"):
             ttl_expr = kw.value
-    if ttl_expr is None and api == "home-grown" and len(put.args) > 2:
+    if ttl_expr is None and api in ("home-grown", "aiocache", "cashews") and len(put.args) > 2:
         ttl_expr = put.args[2]
+    ttl_override = None
+    if ttl_expr is None and api in ("aiocache", "cashews"):
+        # the instance's default: RedisCache(..., ttl=60)
+        made = instance_call(ctx, get.func.value)  # type: ignore[attr-defined]
+        default = next((k.value for k in made.keywords if k.arg == "ttl"), None) if made else None
+        if default is not None:
+            ttl_override = ctx.ttl(default)
     serializer = "json"
     for n in walk_local(node):
         if (
@@ -250,6 +302,6 @@ def _read(
             ttl_expr=ttl_expr, prefix=text, prefix_text=source(key_expr),
             prefix_node=get, key_suffix=SymText(()), key_params=keyed, dropped=dropped,
             serializer=serializer, binding=source(get.func.value),  # type: ignore[attr-defined]
-            source_text=f"{source(get)} ... {source(put)}",
+            source_text=f"{source(get)} ... {source(put)}", ttl_override=ttl_override,
         )
     )  # fmt: skip

@@ -548,21 +548,34 @@ def uncached_constructions(out: ScanResult, layers: dict[str, Layer]) -> None:
             for attr in attrs:
                 if attr in names:
                     owners[node.name] = (mod, node, names.index(attr), attr)
+    if not owners:
+        return
+    by_name: dict[str, list[tuple[ModuleInfo, ast.Call]]] = {}
+    for other in out.modules.values():
+        calls = out.module_calls.get(other.name)
+        if calls is None:
+            calls = [n for n in ast.walk(other.tree) if isinstance(n, ast.Call)]
+            out.module_calls[other.name] = calls
+        for call in calls:
+            func = call.func
+            name = (
+                func.id
+                if isinstance(func, ast.Name)
+                else func.attr
+                if isinstance(func, ast.Attribute)
+                else ""
+            )
+            if name in owners:
+                by_name.setdefault(name, []).append((other, call))
     for cls, (mod, node, index, attr) in owners.items():
         with_cache: list[str] = []
         without: list[str] = []
-        for other in out.modules.values():
-            for call in ast.walk(other.tree):
-                if not isinstance(call, ast.Call):
-                    continue
-                name = source(call.func).rsplit(".", 1)[-1]
-                if name != cls:
-                    continue
-                where = f"{other.display}:{call.lineno}"
-                given = any(k.arg == attr or k.arg is None for k in call.keywords) or (
-                    len(call.args) > index or any(isinstance(a, ast.Starred) for a in call.args)
-                )
-                (with_cache if given else without).append(where)
+        for other, call in by_name.get(cls, []):
+            where = f"{other.display}:{call.lineno}"
+            given = any(k.arg == attr or k.arg is None for k in call.keywords) or (
+                len(call.args) > index or any(isinstance(a, ast.Starred) for a in call.args)
+            )
+            (with_cache if given else without).append(where)
         if not without:
             continue
         shown = ", ".join(without[:4]) + (

@@ -41,6 +41,7 @@ from freshcache.audit.resolve import source
 from freshcache.audit.rules import finding
 from freshcache.audit.scanner import FunctionNode
 
+_LIBRARY_NAMES = ("cashews", "aiocache", "fastapi_cache", "dogpile")
 _CASHEWS_READS = {"cache", "early", "hit", "failover", "soft", "iterator"}
 _CASHEWS_OTHER = {
     "locked",
@@ -99,7 +100,8 @@ def _lib(ctx: Ctx, expr: ast.expr) -> tuple[str, str] | None:
 
 
 def scan_module(ctx: Ctx, state: dict[str, object]) -> None:
-    for qualname, node in functions(ctx.info.tree.body):
+    found = list(functions(ctx.info.tree.body))
+    for qualname, node in found:
         for deco in node.decorator_list:
             func = deco.func if isinstance(deco, ast.Call) else deco
             lib = _lib(ctx, func)
@@ -118,6 +120,14 @@ def scan_module(ctx: Ctx, state: dict[str, object]) -> None:
                 "cache_multi_on_arguments",
             ):
                 _dogpile_read(ctx, qualname, node, deco, call, func, state)
+    # Imperative calls matter only where a library is imported, or next to a read whose
+    # function carries its own invalidate() (dogpile, aiocache, a home-grown layer).
+    relevant = ctx.imports_any(_LIBRARY_NAMES) or any(
+        r.api in ("dogpile.cache", "aiocache", "home-grown") for r in ctx.out.reads
+    )
+    if not relevant:
+        return
+    for qualname, node in found:
         _calls(ctx, qualname, node)
     _calls(ctx, "<module>", ctx.info.tree)
 
@@ -223,8 +233,10 @@ def _implicit(qualname: str, node: FunctionNode, name: str) -> bool:
 
 def cashews_setup(ctx: Ctx, state: dict[str, object]) -> None:
     """``cache.setup(url, ...)``: the serializer every cashews read uses."""
-    for call in ast.walk(ctx.info.tree):
-        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)):
+    if not ctx.imports_any(("cashews",)):
+        return
+    for call in ctx.calls:
+        if not isinstance(call.func, ast.Attribute):
             continue
         if call.func.attr != "setup" or _lib(ctx, call.func) is None:
             continue
@@ -349,10 +361,11 @@ def _fastapi_cache_read(
 
 
 def fastapi_cache_init(ctx: Ctx, state: dict[str, object]) -> None:
-    for call in ast.walk(ctx.info.tree):
+    if not ctx.imports_any(("fastapi_cache",)):
+        return
+    for call in ctx.calls:
         if (
-            isinstance(call, ast.Call)
-            and isinstance(call.func, ast.Attribute)
+            isinstance(call.func, ast.Attribute)
             and call.func.attr == "init"
             and _lib(ctx, call.func) == ("fastapi_cache", "init")
         ):
