@@ -147,3 +147,26 @@ def test_ttl_zero_is_an_error_as_the_runtime_refuses_it(tmp_path: Path) -> None:
     (ttl,) = [f for f in result.findings if f.rule == "FC103"]
     assert ttl.severity.value == "error"
     assert "refused at import" in ttl.message
+
+
+def test_modules_outside_packages_are_followed_by_their_path(tmp_path: Path) -> None:
+    # An application run from its root: folders without __init__.py, imported by path.
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "items").mkdir()
+    (tmp_path / "shared" / "cache.py").write_text(
+        "from aiocache import RedisCache\n\ncache = RedisCache(ttl=30)\n", encoding="utf-8"
+    )
+    (tmp_path / "items" / "router.py").write_text(
+        "from shared.cache import cache\n\n\n"
+        "async def items(page: int) -> list:\n"
+        '    hit = await cache.get("items")\n'
+        "    if hit:\n        return hit\n"
+        "    value = [page]\n"
+        '    await cache.set("items", value)\n'
+        "    return value\n",
+        encoding="utf-8",
+    )
+    result = run_audit([tmp_path], tmp_path)
+    (read,) = result.reads
+    assert (read.module, read.api, read.ttl) == ("items.router", "aiocache cache-aside", 30.0)
+    assert [f.rule for f in result.findings if f.rule == "FC116"] == ["FC116"]

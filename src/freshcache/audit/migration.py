@@ -102,6 +102,9 @@ def _pattern_text(write: Write) -> list[str]:
 
 
 def write_replacement(write: Write) -> str:
+    if any(p.text is None for p in write.patterns):
+        # built at run time: say how to build it safely rather than echo a variable name
+        return "await cache.invalidate(freshcache.pattern(<segments>, '*'))"
     patterns = ", ".join(repr(p) for p in _pattern_text(write)) or "'...'"
     if write.kind == "decorator":
         return f"@invalidate_cache({patterns})"

@@ -159,6 +159,8 @@ def _function(
         put = sets.get((receiver, key_text))
         if put is None or not _returns_on_hit(node, get):
             continue
+        if security_word(key_text):
+            continue  # a lockout or a limit read back is state, not a cache (FC119 covers it)
         ctx.understood(get)
         ctx.understood(put)
         api = _client(ctx, get.func.value, services) or "redis-py"  # type: ignore[attr-defined]
