@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -260,6 +261,16 @@ async def test_a_huge_query_value_is_a_small_422(client: httpx.AsyncClient) -> N
     (error,) = _errors(response)
     assert error["loc"] == ["query", "status"]
     assert len(response.content) < 500
+
+
+async def test_a_long_path_is_logged_short(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="myhibachi.access")
+    assert (await client.get("/" + "p" * 50_000)).status_code == 404
+    (record,) = [r for r in caplog.records if r.name == "myhibachi.access"]
+    assert len(record.getMessage()) < 400
+    assert record.__dict__["path"].endswith("(50001 characters)")
 
 
 # ------------------------------------------------------------------------ strict types

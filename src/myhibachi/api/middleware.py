@@ -9,9 +9,12 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from myhibachi.api.error_bodies import shorten
 from myhibachi.observability import collect
 
 log = logging.getLogger("myhibachi.access")
+
+MAX_LOGGED_PATH = 300  # characters of a request path in the access log
 
 
 class HttpMetrics:
@@ -61,16 +64,18 @@ class RequestLogMiddleware:
             finally:
                 elapsed = time.perf_counter() - started
                 route = _route_template(scope)
+                # The server bounds a request line, not to a log-friendly size.
+                path = shorten(scope["path"], MAX_LOGGED_PATH)
                 self.metrics.requests.labels(scope["method"], route, str(status)).inc()
                 self.metrics.latency.labels(route).observe(elapsed)
                 fields: dict[str, Any] = {
                     "event": "request",
                     "method": scope["method"],
-                    "path": scope["path"],
+                    "path": path,
                     "route": route,
                     "status": status,
                     "duration_ms": round(elapsed * 1000, 2),
                     "cache": outcomes.outcome(),
                     "cache_reads": outcomes.by_prefix(),
                 }
-                log.info("%s %s %s", scope["method"], scope["path"], status, extra=fields)
+                log.info("%s %s %s", scope["method"], path, status, extra=fields)
