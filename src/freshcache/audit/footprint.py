@@ -23,7 +23,7 @@ _UNKNOWN_WRITES = frozenset(
 _UNKNOWN_READS = frozenset({"text", "exec_driver_sql"})
 
 
-class _Walker:
+class FootprintWalker:
     def __init__(self, resolver: Resolver) -> None:
         self.resolver = resolver
 
@@ -80,7 +80,7 @@ def _call_name(call: ast.Call) -> str:
     return func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
 
 
-def _nested_bodies(node: FunctionNode) -> list[ast.AST]:
+def nested_bodies(node: FunctionNode) -> list[ast.AST]:
     """The function and the functions defined inside it (their code runs as part of it)."""
     return [n for n in ast.walk(node) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
 
@@ -90,8 +90,8 @@ def read_footprint(
 ) -> frozenset[str] | None:
     """Attribute names of model classes the read refers to (``Booking.status``)."""
     names: set[str] = set()
-    for _m, fn in _Walker(resolver).reach(mod, qualname, node):
-        for body in _nested_bodies(fn):
+    for _m, fn in FootprintWalker(resolver).reach(mod, qualname, node):
+        for body in nested_bodies(fn):
             for child in walk_local(body):
                 if isinstance(child, ast.Call):
                     if _call_name(child) in _UNKNOWN_READS:
@@ -114,8 +114,8 @@ def write_footprint(
 ) -> frozenset[str] | None:
     """Attribute names the write assigns; None when it may create or delete rows."""
     names: set[str] = set()
-    for _m, fn in _Walker(resolver).reach(mod, qualname, node):
-        for body in _nested_bodies(fn):
+    for _m, fn in FootprintWalker(resolver).reach(mod, qualname, node):
+        for body in nested_bodies(fn):
             for child in walk_local(body):
                 if isinstance(child, ast.Call):
                     name = _call_name(child)

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 from freshcache.audit.adapters.base import functions
 from freshcache.audit.analysis import Tables
-from freshcache.audit.footprint import _nested_bodies, _Walker
+from freshcache.audit.footprint import FootprintWalker, nested_bodies
 from freshcache.audit.model import CachedRead, Finding, HoleKind, Location
 from freshcache.audit.resolve import ModuleInfo, local_scope, walk_local
 from freshcache.audit.rules import finding, prefix_pattern, scan_models
@@ -91,12 +91,12 @@ def _read_tables(scan: ScanResult, module: str, qualname: str, models: set[str])
     if node is None:
         return set()
     found: set[str] = set()
-    reached = _Walker(scan.resolver).reach(mod, qualname, node)
+    reached = FootprintWalker(scan.resolver).reach(mod, qualname, node)
     reached += _collaborators(scan, mod, qualname, node)
     for _m, fn in reached:
         if fn.returns is not None:  # -> list[Booking]
             found |= {n.id for n in ast.walk(fn.returns) if isinstance(n, ast.Name)} & models
-        for body in _nested_bodies(fn):
+        for body in nested_bodies(fn):
             for child in walk_local(body):
                 if isinstance(child, ast.Name) and child.id in models:
                     found.add(child.id)

@@ -341,7 +341,7 @@ class _ModuleScanner:
         call = deco if isinstance(deco, ast.Call) else None
         kwargs = {kw.arg: kw.value for kw in call.keywords if kw.arg} if call else {}
         args = list(call.args) if call else []
-        params = _params(node)
+        params = function_params(node)
         param_names = [p.name for p in params]
         read_id = f"{self.info.name}:{qualname}"
 
@@ -448,7 +448,7 @@ class _ModuleScanner:
         self, qualname: str, node: FunctionNode, deco: ast.expr, facts: FunctionFacts
     ) -> RawWrite:
         call = deco if isinstance(deco, ast.Call) else None
-        roots = [*(p.name for p in _params(node)), "result"]
+        roots = [*(p.name for p in function_params(node)), "result"]
         patterns: list[InvalidationPattern] = []
         for arg in call.args if call else []:
             patterns.extend(self._decorator_pattern(arg, roots))
@@ -681,7 +681,7 @@ def _call_name(call: ast.Call) -> str:
     return ""
 
 
-def _params(node: FunctionNode) -> list[Param]:
+def function_params(node: FunctionNode) -> list[Param]:
     a = node.args
     every = [*a.posonlyargs, *a.args, *a.kwonlyargs]
     if a.vararg:

@@ -34,7 +34,13 @@ from freshcache.audit.model import (
     Unanalysed,
 )
 from freshcache.audit.resolve import ModuleInfo, Resolver, local_scope, source
-from freshcache.audit.scanner import FunctionFacts, FunctionNode, RawWrite, ScanResult, _params
+from freshcache.audit.scanner import (
+    FunctionFacts,
+    FunctionNode,
+    RawWrite,
+    ScanResult,
+    function_params,
+)
 
 #: Words in a key that mark security-relevant state (revocations, limits, one-time use).
 SECURITY_WORDS = (
@@ -206,7 +212,7 @@ def argument(call: ast.Call | None, name: str, position: int | None = None) -> a
 
 
 def params_of(node: FunctionNode) -> list[Param]:
-    return _params(node)
+    return function_params(node)
 
 
 def is_method(qualname: str, node: FunctionNode) -> bool:
