@@ -522,10 +522,11 @@ _scalars = st.one_of(
     st.text(max_size=5),
     st.none(),
 )
-_json_like = st.recursive(
+_json_like = st.one_of(
     _scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=3), inner),
-    max_leaves=12,
+    st.lists(_scalars, max_size=4),
+    st.dictionaries(st.text(max_size=3), _scalars | st.lists(_scalars, max_size=3), max_size=3),
+    st.lists(st.lists(_scalars, max_size=3), max_size=3),
 )
 _ANNOTATIONS = [
     float,
