@@ -172,6 +172,13 @@ class MemoryStore:
         with self._lock:
             self._tokens.put(token_key, token, ttl_ms, now)
 
+    def unlink_token(self, token_key: str) -> None:
+        with self._lock:
+            self._tokens.remove(token_key)
+
+    def server_identity(self) -> bytes | None:
+        return None  # in this process: it cannot come back with older data
+
     def delete(self, keys: Sequence[str]) -> int:
         with self._lock:
             # Either table: a tool may delete a token key, as an operator can on Redis.
@@ -280,6 +287,12 @@ class AsyncMemoryBackend:
 
     async def set(self, key: str, value: bytes, ttl_ms: int) -> None:
         self.store.set(key, value, ttl_ms)
+
+    async def unlink_token(self, token_key: str) -> None:
+        self.store.unlink_token(token_key)
+
+    async def server_identity(self) -> bytes | None:
+        return None
 
     async def delete(self, keys: Sequence[str]) -> int:
         return self.store.delete(keys)
