@@ -114,7 +114,7 @@ async def test_a_pattern_that_cannot_be_built_keeps_the_others_and_a_broader_one
         assert (await hall(), await room("a"), await room("\ud800")) == (1, 1, 1)
         await write()  # never raises after the write
         assert (await hall(), await room("a"), await room("\ud800")) == (2, 2, 2)
-        assert cache.stats()["room:{name}"].errors["pattern"] == 1
+        assert cache.stats()["room:{name}"].errors_by_kind["pattern"] == 1
     finally:
         await cache.aclose()
 

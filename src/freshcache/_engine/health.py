@@ -24,7 +24,7 @@ log = logging.getLogger("freshcache")
 LOG_INTERVAL = 10.0
 
 #: What Redis answers when it serves reads but refuses writes.
-_REFUSALS = ("OOM", "READONLY", "NOREPLICAS", "MISCONF", "NOTWRITABLE")
+_REFUSALS = ("OOM", "OutOfMemoryError", "READONLY", "ReadOnlyError", "NOREPLICAS", "MISCONF")
 
 
 def refuses_writes(exc: BackendError) -> bool:
