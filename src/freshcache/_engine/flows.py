@@ -61,6 +61,8 @@ LOCK_POLL_FIRST, LOCK_POLL_MAX = 0.004, 0.2
 #: check that finds it changed); if it is evicted or expires, the next check starts a fresh
 #: generation: a cold cache, never a stale one.
 SERVER_KEY_TTL_MS = 30 * 24 * 3600 * 1000
+#: The single-flight key of the server check (token flights are keyed by tuples of keys).
+VERIFY_FLIGHT = ("freshcache", "verify-server")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -322,14 +324,18 @@ def recover(inv: Invalidations) -> Flow[bool]:
 def replay(inv: Invalidations) -> Flow[bool]:
     """``recover`` without asking the breaker (``close()`` flushes even with it open)."""
     health = inv.health
-    if not health.pending and not health.unverified:
+    if health.unverified:
+        try:
+            # One check per process for concurrent callers: they wait for it, not bypass.
+            yield Shared(FlightPool.TOKENS, VERIFY_FLIGHT, lambda: verify_server(inv))
+        except BackendError as exc:
+            health.failed(exc)
+            return False
+    if not health.pending:
         return True
     if not health.begin_replay():
         return False  # another caller is replaying; bypass until it is done
-    batch: list[tuple[str, int]] = []
     try:
-        if health.unverified:
-            yield from verify_server(inv)
         batch = health.pending.snapshot()
         for pattern, _sequence in batch:
             yield from apply(inv, pattern)

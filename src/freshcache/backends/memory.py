@@ -16,6 +16,7 @@ from freshcache.backends.base import EntryKeys
 from freshcache.entry import lease_matches
 
 _OVERHEAD = 64  # rough per-entry bookkeeping bytes, so tiny values still count
+TOKEN_SPARE = 64  # token slots beyond one per entry: the prefixes' tokens
 
 
 def glob_to_regex(pattern: str) -> re.Pattern[str]:
@@ -97,8 +98,9 @@ class _Table:
 class MemoryStore:
     """The synchronous store; ``AsyncMemoryBackend`` shares it without adding any waiting.
 
-    Generation tokens live in a table of their own with the same bounds, so the bound on
-    entries counts entries: with ``max_entries=3`` three entries fit, whatever their tokens.
+    Generation tokens live in a table of their own (twice the entry bound, plus room for the
+    prefixes' tokens: every entry has a token of its own), so the bound on entries counts
+    entries: with ``max_entries=3`` three entries fit, whatever their tokens.
     Evicting a token is safe (a missing token means "invalid"), only wasteful. Which table a
     key belongs to is known from the call (``EntryKeys.tokens``, ``bump``), never from its text.
     """
@@ -117,7 +119,8 @@ class MemoryStore:
         self.max_bytes = max_bytes
         self._clock = clock
         self._entries = _Table(max_entries, max_bytes)
-        self._tokens = _Table(max_entries, max_bytes)
+        # Room for each entry's own token and the prefix tokens they share.
+        self._tokens = _Table(2 * max_entries + TOKEN_SPARE, max_bytes)
         self._lock = threading.RLock()
 
     @property
