@@ -65,7 +65,13 @@ def written_between(before: dict[str, bytes | None], after: dict[str, bytes | No
 def evict(server: RedisServer, keys: list[str], policy: str, deadline: float = 60.0) -> int:
     """Make Redis evict ``keys`` itself: a small ``maxmemory`` with ``policy``, and filler
     writes until none of them is left (the fillers carry a TTL, so volatile-lru may take them
-    as well as ours). Returns how many fillers it took; memory is unlimited again after."""
+    as well as ours; under volatile-lru nothing but ``keys`` keeps a TTL). Returns how many fillers it took; memory is unlimited again after."""
+    volatile = policy.startswith("volatile")
+    if volatile:  # only what the invalidation wrote may go: nothing else keeps a TTL
+        with redis.Redis.from_url(server.url) as client:
+            for key in client.keys("*"):
+                if key.decode() not in keys:
+                    client.persist(key)
     used = int(server.info("memory")["used_memory"])
     server.command("CONFIG", "SET", "maxmemory-policy", policy)
     server.command("CONFIG", "SET", "maxmemory", str(used + 256 * 1024))
@@ -76,7 +82,11 @@ def evict(server: RedisServer, keys: list[str], policy: str, deadline: float = 6
         while any(server.command("EXISTS", k) for k in keys):
             if time.monotonic() > stop:
                 raise AssertionError(f"Redis did not evict {keys} under {policy}")
-            server.command("SET", f"{FILLER_PREFIX}:{written}", value, "EX", "3600")
+            filler = f"{FILLER_PREFIX}:{written}"
+            if volatile:
+                server.command("SET", filler, value)
+            else:
+                server.command("SET", filler, value, "EX", "3600")
             written += 1
     finally:
         server.command("CONFIG", "SET", "maxmemory", "0")
