@@ -65,7 +65,8 @@ def written_between(before: dict[str, bytes | None], after: dict[str, bytes | No
 def evict(server: RedisServer, keys: list[str], policy: str, deadline: float = 60.0) -> int:
     """Make Redis evict ``keys`` itself: a small ``maxmemory`` with ``policy``, and filler
     writes until none of them is left (the fillers carry a TTL, so volatile-lru may take them
-    as well as ours; under volatile-lru nothing but ``keys`` keeps a TTL). Returns how many fillers it took; memory is unlimited again after."""
+    as well as ours; under volatile-lru nothing but ``keys`` keeps a TTL). Returns how many
+    fillers it took; memory is unlimited again after."""
     volatile = policy.startswith("volatile")
     if volatile:  # only what the invalidation wrote may go: nothing else keeps a TTL
         with redis.Redis.from_url(server.url) as client:
