@@ -14,8 +14,10 @@ import random
 import threading
 
 import pytest
+import redis
 
 from freshcache import Cache
+from support.cluster import RedisCluster
 from support.redis_server import RedisServer
 
 from .invalidation_faults import HeldRead, Versions, evict, snapshot, written_between
@@ -100,3 +102,34 @@ def test_memory_lru_from_16_threads_serves_nothing_stale() -> None:
     cache.close()
     assert answered > 0
     assert stale == [], f"{len(stale)} of {answered} reads stale, e.g. {stale[:5]}"
+
+
+async def test_cluster_reader_mid_load_never_serves_its_value_after_the_token_is_deleted(
+    redis_cluster: RedisCluster, redis_cluster_url: str, unique_namespace: str
+) -> None:
+    """On a cluster, what the invalidation wrote is deleted by hand on every primary."""
+    cache = Cache.from_url(redis_cluster_url, namespace=unique_namespace, timeout=2.0)
+    db = Versions()
+    held = HeldRead(cache, db)
+    try:
+        assert await held.read(6) == 1
+        held.hold = True
+        reader = asyncio.create_task(held.read(7))
+        await held.loaded.wait()
+        db.bump(7)
+        await held.read.invalidate(7)
+        # Whatever the invalidation wrote at the entry (its token's copies, or a tombstone):
+        # every key of the namespace but the prefix tokens, on every primary.
+        deleted = 0
+        for host, port in redis_cluster.primaries():
+            with redis.Redis(host=host, port=port) as node:
+                for key in node.scan_iter(match=f"*{unique_namespace}:*"):
+                    if b":__gen__" not in key:
+                        deleted += int(node.delete(key))
+        assert deleted > 0, "nothing found to delete"
+        held.hold = False
+        held.release.set()
+        assert await reader == 1
+        assert [await held.read(7) for _ in range(5)] == [2] * 5
+    finally:
+        await cache.aclose()
