@@ -74,8 +74,11 @@ class Engine:
         # after every failure to reach it. The naive strategy has no generations to renew.
         health.checks_identity = strategy is Strategy.GENERATION and backends.kind == "redis"
         health.unverified = health.checks_identity
+        # The background replay does not wait for the breaker's cool-down: it makes one
+        # attempt per backoff step, and every moment a kept invalidation waits, other
+        # processes may read what it invalidates.
         self.replayer = Replayer(
-            health, lambda: self.drivers.run_sync(flows.recover(self.invalidations))
+            health, lambda: self.drivers.run_sync(flows.replay(self.invalidations))
         )
         self.invalidations.wake = self.replayer.wake
         # The variant of the read path is chosen once, here: the per-call path has no branch

@@ -358,7 +358,17 @@ def invalidate_now(inv: Invalidations, prepared: list[Prepared]) -> Flow[None]:
             if not (yield from recover(inv)):
                 inv.kept(pattern, label)
                 continue
-            yield from apply(inv, pattern)
+            try:
+                yield from apply(inv, pattern)
+            except BackendError as exc:
+                if exc.kind != "connection":
+                    raise
+                # A pooled connection that died while idle (the server restarted, or failed
+                # over): once more, at once, on a new one, rather than keep the invalidation
+                # while other processes read what it invalidates. The server reached may be
+                # another: ``failed`` marks it for the identity check before the next read.
+                inv.health.failed(exc)
+                yield from apply(inv, pattern)
         except BackendError as exc:
             inv.health.failed(exc)
             inv.kept(pattern, label)

@@ -5,7 +5,8 @@ invalidate without waiting for this process's next call.
 It runs only while something is kept, through the synchronous driver (a thread needs no event
 loop, and works the same under asyncio, threads or both). The replay itself is
 ``flows.recover``: the same procedure, in the same order, under the same claim
-(``Health.begin_replay``), as the replay a read or an invalidation does inline.
+(``Health.begin_replay``), as the replay a read or an invalidation does inline, but without
+waiting for the breaker's cool-down: its own backoff bounds the attempts.
 """
 
 from __future__ import annotations
