@@ -20,6 +20,15 @@ a read is *stale* if it started after the invalidation of some version ``v`` of 
 returned, and returned a version older than ``v``. That is exactly the promise of
 DESIGN.md section 4. The checker prints the counts side by side, with examples.
 
+Faults (``--fault``), injected for real into the private Redis during each library's run:
+
+- ``eviction``: ``maxmemory`` a little above what the server holds, ``allkeys-random`` (LRU
+  would keep the workload's hot keys and evict only fillers), and a thread writing filler keys
+  for the whole run, so entries and tokens are evicted under the workload (the evicted-key
+  count is printed);
+- ``restart``: a BGSAVE shortly after the run starts, then, a moment later, Redis restarted
+  from that older snapshot (its tokens and entries from before the writes in between).
+
 Libraries: freshcache (``@cached`` + ``@invalidate_cache``, generations and leases), the naive
 delete-after-write design (GET/SET + DEL after commit), cashews (``@cache`` +
 ``@cache.invalidate``) and aiocache (``@cached`` + ``cache.delete`` after commit).
@@ -30,12 +39,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
+import contextlib
 import multiprocessing
 import os
 import random
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -48,6 +59,11 @@ if str(ROOT) not in sys.path:
 from benchmarks.common import RowResult, Table, Target, fmt  # noqa: E402
 
 LIBS = ("freshcache", "naive", "cashews", "aiocache")
+FAULTS = ("none", "eviction", "restart")
+#: eviction: the head room above what Redis holds, and the size of each filler value.
+EVICTION_HEADROOM, FILLER_BYTES = 4 * 1024 * 1024, 8 * 1024
+#: restart: seconds after the start of a run to take the snapshot, then to restart from it.
+SNAPSHOT_AT, RESTART_AT = 0.3, 0.8
 TTL = 60
 NAMESPACE = "consistency"
 
@@ -362,6 +378,7 @@ def check_library(
     write_ratio: float,
     deadline_s: float,
     admin: Any = None,
+    fault: Fault | None = None,
 ) -> dict[str, Any]:
     """Run one library's workload in ``processes`` processes and check the reads."""
     spawn = multiprocessing.get_context("spawn")
@@ -374,7 +391,13 @@ def check_library(
 
     asyncio.run(reset())
     if admin is not None:
-        admin.flushall()
+        try:
+            admin.flushall()
+        except Exception:  # the connection of before a restart: once more, on a new one
+            admin.connection_pool.disconnect()
+            admin.flushall()
+    if fault is not None:
+        fault.prepare()
     ready, go = spawn.Barrier(processes + 1), spawn.Barrier(processes + 1)
     pipes, procs = [], []
     for p in range(processes):
@@ -404,9 +427,13 @@ def check_library(
         ready.wait(120)
         began = time.perf_counter()
         go.wait(120)
+        if fault is not None:
+            fault.start()
         parts = [pipe.recv() for pipe in pipes]
         wall = time.perf_counter() - began
     finally:
+        if fault is not None:
+            fault.finish()
         for proc in procs:
             proc.join(30)
             if proc.is_alive():
@@ -435,7 +462,75 @@ def check_library(
         "process_seconds": [round(p["elapsed"], 2) for p in parts],
         "cache_stats": _merge_stats([p["cache_stats"] for p in parts if p.get("cache_stats")]),
         "read_p50_ms": _pct([(r[2] - r[1]) / 1e6 for r in reads], 50),
+        "fault": fault.report() if fault is not None else "",
     }
+
+
+class Fault:
+    """A fault injected into the private Redis while one library's workload runs."""
+
+    def __init__(self, kind: str, server: Any, scratch: Path) -> None:
+        self.kind = kind
+        self.server = server
+        self.scratch = scratch
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._done: list[str] = []
+        self._evicted_before = 0
+
+    def _admin(self) -> Any:
+        import redis
+
+        return redis.Redis(host=self.server.host, port=self.server.port)
+
+    def prepare(self) -> None:
+        self._stop.clear()
+        self._done = []
+        if self.kind == "eviction":
+            with self._admin() as admin:
+                used = int(admin.info("memory")["used_memory"])
+                admin.config_set("maxmemory-policy", "allkeys-random")
+                admin.config_set("maxmemory", used + EVICTION_HEADROOM)
+                self._evicted_before = int(admin.info("stats")["evicted_keys"])
+
+    def start(self) -> None:
+        target = self._fill if self.kind == "eviction" else self._restart
+        self._thread = threading.Thread(target=target, daemon=True)
+        self._thread.start()
+
+    def _fill(self) -> None:
+        import redis
+
+        value = b"f" * FILLER_BYTES
+        n = 0
+        with self._admin() as admin:
+            while not self._stop.wait(0.001):
+                with contextlib.suppress(redis.RedisError):  # an OOM now and then: go on
+                    admin.set(f"filler:{n}", value)
+                n += 1
+
+    def _restart(self) -> None:
+        if self._stop.wait(SNAPSHOT_AT):
+            return
+        dump = self.server.save_snapshot(self.scratch / "older.rdb")
+        self._done.append("snapshot")
+        if self._stop.wait(RESTART_AT - SNAPSHOT_AT):
+            return
+        self.server.restart_from_snapshot(dump)
+        self._done.append("restarted from it")
+
+    def finish(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(60)
+        if self.kind == "eviction":
+            with self._admin() as admin:
+                evicted = int(admin.info("stats")["evicted_keys"]) - self._evicted_before
+                admin.config_set("maxmemory", 0)
+            self._done.append(f"{evicted} keys evicted")
+
+    def report(self) -> str:
+        return ", ".join(self._done) or "not reached (the run ended first)"
 
 
 def check_interleaved(
@@ -474,6 +569,7 @@ def check_interleaved(
                 "process_seconds": [p["process_seconds"] for p in parts],
                 "cache_stats": _sum_counters(stats) if stats else None,
                 "read_p50_ms": statistics.median(p["read_p50_ms"] for p in parts),
+                "fault": "; ".join(p["fault"] for p in parts if p["fault"]),
             }
         )
     return merged
@@ -666,6 +762,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write-ratio", type=float, default=0.1)
     parser.add_argument("--seconds", type=float, default=60.0, help="time limit per round")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds per library")
+    parser.add_argument("--fault", choices=FAULTS, default="none", help="injected during runs")
     args = parser.parse_args(argv)
     import redis
 
@@ -694,13 +791,18 @@ def main(argv: list[str] | None = None) -> int:
             write_ratio=args.write_ratio,
             deadline_s=args.seconds,
             admin=admin,
+            fault=None if args.fault == "none" else Fault(args.fault, server, Path(tmp.name)),
         )
         t = table(
             results,
             f"{args.db}, {args.processes} processes × {args.tasks} tasks, "
-            f"{args.rows} rows, {args.write_ratio:.0%} writes",
+            f"{args.rows} rows, {args.write_ratio:.0%} writes"
+            + ("" if args.fault == "none" else f", fault: {args.fault}"),
         )
         print(t.markdown())
+        for r in results:
+            if r.get("fault"):
+                print(f"  {r['lib']} fault: {r['fault']}")
         for r in results:
             for ex in r["examples"]:
                 print(f"  {r['lib']}: {ex}")

@@ -156,14 +156,20 @@ class Cache:
         return self.metrics.snapshot()
 
     def health(self) -> dict[str, Any]:
-        """What this process knows without asking the backend (no I/O)."""
+        """What this process knows without asking the backend (no I/O). ``status`` is
+        ``"degraded"`` while invalidations are kept (not yet applied), while the server refuses
+        writes, or before a reconnected server's identity has been checked; else ``"ok"``."""
         health = self.engine.health
         return {
             "backend": self.backend_kind,
             "namespace": self.namespace,
+            "status": "degraded" if health.degraded else "ok",
             "reachable": health.reachable,
             "breaker": self.breaker.state.value,
             "pending_invalidations": len(self.pending),
+            "writes_refused": health.writes_refused,
+            "server_verified": not health.unverified,
+            "new_generations": health.new_generations,
             "last_error": health.last_error,
         }
 
@@ -183,11 +189,19 @@ class Cache:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def aclose(self) -> None:
+    async def aclose(self, flush_timeout: float = 2.0) -> list[str]:
+        """Apply the invalidations still kept (trying for at most ``flush_timeout`` seconds),
+        then close the connections. Returns the patterns that could not be applied (also
+        logged as an error): other processes may read those stale until their TTL."""
+        left = await self.engine.flush_async(flush_timeout)
         await self.backends.aclose()
+        return left
 
-    def close(self) -> None:
+    def close(self, flush_timeout: float = 2.0) -> list[str]:
+        """``aclose`` for synchronous code."""
+        left = self.engine.flush_sync(flush_timeout)
         self.backends.close()
+        return left
 
     async def __aenter__(self) -> Cache:
         return self

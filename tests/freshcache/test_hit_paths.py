@@ -25,15 +25,15 @@ SCENARIO: list[tuple[str, int, int | None]] = [
     ("bump", 1, None),  # generation invalidation of slots:1:*
     ("read", 1, 101),  # stale (the old entry carries the replaced token), set
     ("read", 2, 200),  # hit: another prefix
-    ("drop", 2, None),  # entry invalidation (a tombstone)
-    ("read", 2, 200),  # miss (tombstone), set
+    ("drop", 2, None),  # entry invalidation (the entry's own token replaced)
+    ("read", 2, 200),  # stale (the old entry carries the replaced entry token), set
     ("read", 2, 200),  # hit
     ("all", 0, None),  # the namespace's root token
     ("read", 1, 101),  # stale
     ("read", 2, 200),  # stale
     ("read", 2, 200),  # hit
 ]
-EXPECTED = {"hits": 5, "misses": 3, "stale": 3, "sets": 6}
+EXPECTED = {"hits": 5, "misses": 2, "stale": 4, "sets": 6}
 
 
 @dataclasses.dataclass

@@ -16,6 +16,9 @@ time through ``flows.apply``); breaker and kept invalidations are ``health``.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -25,6 +28,7 @@ from freshcache._engine.health import Health
 from freshcache._engine.invalidation import Invalidations, Prepared, Strategy
 from freshcache._engine.keyspace import KeySpace, Located
 from freshcache._engine.ledger import Ledger
+from freshcache._engine.replayer import Replayer
 from freshcache._engine.rules import NO_VALUE, EntryRules
 from freshcache._engine.scope import Scope, current
 from freshcache._engine.spec import FunctionSpec
@@ -34,6 +38,11 @@ from freshcache.resilience import BreakerState
 Args = tuple[Any, ...]
 Kwargs = dict[str, Any]
 CallPath = Callable[[FunctionSpec, Args, Kwargs], Any]
+
+log = logging.getLogger("freshcache")
+
+#: Pause between attempts while ``close()`` flushes kept invalidations.
+FLUSH_RETRY = 0.05
 
 
 class Engine:
@@ -60,6 +69,18 @@ class Engine:
         self.drivers = Drivers(backends, self.flights)
         self.context = flows.Context(rules, health, keys)
         self.invalidations = Invalidations(keys, strategy, health, ledger)
+        # A Redis server may come back with older data (a restart from a snapshot, a failover
+        # to a lagging replica): its identity is checked before the first read, and again
+        # after every failure to reach it. The naive strategy has no generations to renew.
+        health.checks_identity = strategy is Strategy.GENERATION and backends.kind == "redis"
+        health.unverified = health.checks_identity
+        # The background replay does not wait for the breaker's cool-down: it makes one
+        # attempt per backoff step, and every moment a kept invalidation waits, other
+        # processes may read what it invalidates.
+        self.replayer = Replayer(
+            health, lambda: self.drivers.run_sync(flows.replay(self.invalidations))
+        )
+        self.invalidations.wake = self.replayer.wake
         # The variant of the read path is chosen once, here: the per-call path has no branch
         # for the strategy (the naive one exists only to be measured against).
         self.call_async: Callable[[FunctionSpec, Args, Kwargs], Awaitable[Any]]
@@ -81,9 +102,9 @@ class Engine:
         counters = self.ledger.counters(spec)
         health = self.health
         breaker = health.breaker
-        if (health.pending or breaker.state is not BreakerState.CLOSED) and not (
-            await self.drivers.run_async(flows.recover(self.invalidations))
-        ):
+        if (
+            health.pending or health.unverified or breaker.state is not BreakerState.CLOSED
+        ) and not (await self.drivers.run_async(flows.recover(self.invalidations))):
             counters.bypasses[health.bypass_reason()] += 1
             return await spec.func(*args, **kwargs)
         loc = spec.locate(self.keys, args, kwargs)
@@ -112,9 +133,9 @@ class Engine:
         counters = self.ledger.counters(spec)
         health = self.health
         breaker = health.breaker
-        if (health.pending or breaker.state is not BreakerState.CLOSED) and not (
-            self.drivers.run_sync(flows.recover(self.invalidations))
-        ):
+        if (
+            health.pending or health.unverified or breaker.state is not BreakerState.CLOSED
+        ) and not (self.drivers.run_sync(flows.recover(self.invalidations))):
             counters.bypasses[health.bypass_reason()] += 1
             return spec.func(*args, **kwargs)
         loc = spec.locate(self.keys, args, kwargs)
@@ -212,6 +233,43 @@ class Engine:
 
     def invalidate_now_sync(self, prepared: list[Prepared]) -> None:
         self.drivers.run_sync(flows.invalidate_now(self.invalidations, prepared))
+
+    # ================================================================== closing
+
+    async def flush_async(self, limit: float) -> list[str]:
+        """Apply what is kept, trying for at most ``limit`` seconds; what is still kept."""
+        self.replayer.stop(0)
+        deadline = time.monotonic() + limit
+        while self.health.pending and time.monotonic() < deadline:
+            try:
+                done = await asyncio.wait_for(
+                    self.drivers.run_async(flows.replay(self.invalidations)),
+                    max(deadline - time.monotonic(), 0.001),
+                )
+            except TimeoutError:
+                break
+            if not done:
+                await asyncio.sleep(FLUSH_RETRY)
+        return self._unflushed()
+
+    def flush_sync(self, timeout: float) -> list[str]:
+        self.replayer.stop(timeout)
+        deadline = time.monotonic() + timeout
+        while self.health.pending and time.monotonic() < deadline:
+            if not self.drivers.run_sync(flows.replay(self.invalidations)):
+                time.sleep(FLUSH_RETRY)
+        return self._unflushed()
+
+    def _unflushed(self) -> list[str]:
+        left = [pattern for pattern, _ in self.health.pending.snapshot()]
+        if left:
+            log.error(
+                "freshcache: closing with %d invalidation(s) not applied (other processes may "
+                "read stale values until their TTL): %s",
+                len(left),
+                ", ".join(repr(p[:200]) for p in left[:20]),
+            )
+        return left
 
     def entry_pattern(self, spec: FunctionSpec, args: Args, kwargs: Kwargs) -> str:
         """The exact key of one call, relative to the namespace (an ENTRY pattern)."""

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 from typing import Any
 
 from freshcache import entry as envelope
-from freshcache._engine.health import Health
+from freshcache._engine.health import Health, refuses_writes
 from freshcache._engine.invalidation import Invalidations, Prepared, Strategy
 from freshcache._engine.keyspace import KeySpace, Located
 from freshcache._engine.ops import (
@@ -33,10 +34,12 @@ from freshcache._engine.ops import (
     GetMany,
     InFlight,
     ReleaseLock,
+    ServerIdentity,
     SetValue,
     Shared,
     Sleep,
     StoreIfUnchanged,
+    UnlinkToken,
     call,
 )
 from freshcache._engine.rules import (
@@ -50,8 +53,16 @@ from freshcache.backends.base import BackendError, EntryKeys
 from freshcache.metrics import Counters
 from freshcache.tokens import PatternKind, new_token
 
+log = logging.getLogger("freshcache")
+
 #: Backoff of a process waiting on another's lock: 4 ms doubling to at most 200 ms.
 LOCK_POLL_FIRST, LOCK_POLL_MAX = 0.004, 0.2
+#: The identity of the server a namespace was written on is kept this long (refreshed at each
+#: check that finds it changed); if it is evicted or expires, the next check starts a fresh
+#: generation: a cold cache, never a stale one.
+SERVER_KEY_TTL_MS = 30 * 24 * 3600 * 1000
+#: The single-flight key of the server check (token flights are keyed by tuples of keys).
+VERIFY_FLIGHT = ("freshcache", "verify-server")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -142,6 +153,7 @@ def fill(ctx: Context, lookup: Lookup, stamp: bytes, lease: bytes) -> Flow[Any]:
         return value
     if stored:
         counters.sets += 1
+        ctx.health.wrote()
     else:
         counters.bypasses["lease_lost"] += 1  # invalidated while computing: not stored
     return value
@@ -249,25 +261,76 @@ def apply(inv: Invalidations, pattern: str) -> Flow[None]:
     plan = inv.plan(pattern)
     keys = inv.keys
     if plan.kind is PatternKind.GENERATION:
-        yield from call(Bump(keys.token_key(plan.segments), new_token(), MIN_TOKEN_TTL_MS))
+        yield from replace_token(inv, keys.token_key(plan.segments), MIN_TOKEN_TTL_MS)
     elif plan.kind is PatternKind.ENTRY:
-        key = keys.key(pattern)
         if inv.strategy is Strategy.SCAN:  # the naive design deletes
-            yield from call(Delete((key,)))
+            yield from call(Delete((keys.key(pattern),)))
         else:
-            # A tombstone, never a bare delete: a reader that loaded before it cannot store.
-            tombstone = envelope.tombstone(new_token())
-            yield from call(SetValue(key, tombstone, MIN_TOMBSTONE_TTL_MS))
+            # The entry's own token, read with its prefixes' tokens: a reader that loaded
+            # before this cannot store a valid entry, and if the new token is evicted or
+            # deleted, the one created in its place is new too (absence means "invalid").
+            token_key = keys.entry_token_key(pattern)
+            yield from replace_token(inv, token_key, MIN_TOMBSTONE_TTL_MS)
     else:
         yield from call(DeleteMatching(keys.key(pattern), keys.reserved_prefix))
+
+
+def replace_token(inv: Invalidations, token_key: str, ttl_ms: int) -> Flow[None]:
+    """Bump a token; if the server refuses the write (OOM, a replica), delete it instead: a
+    missing token means "invalid" to every process, and UNLINK is allowed under OOM."""
+    try:
+        yield from call(Bump(token_key, new_token(), ttl_ms))
+    except BackendError as exc:
+        if not refuses_writes(exc):
+            raise
+        inv.health.writes_refused = True
+        yield from call(UnlinkToken(token_key))
+    else:
+        inv.health.wrote()
+
+
+def verify_server(inv: Invalidations) -> Flow[None]:
+    """Before serving from a server reached anew: is it the one the namespace was written on?
+
+    The identity the namespace was written under is kept in the server itself, so a server
+    restarted from an older snapshot, or a promoted replica that missed some bumps, is noticed
+    by every process, also one that never saw the old server. Then the namespace starts a fresh
+    generation (its root token replaced) before anything is served from it."""
+    health, keys = inv.health, inv.keys
+    current = yield from call(ServerIdentity())
+    if current is not None:
+        (stored,) = yield from call(GetMany(EntryKeys.of(keys.server_key)))
+        if stored != current:
+            yield from replace_token(inv, keys.token_key(()), MIN_TOKEN_TTL_MS)
+            yield from call(SetValue(keys.server_key, current, SERVER_KEY_TTL_MS))
+            health.new_generations += 1
+            if stored is not None:
+                log.warning(
+                    "freshcache: the server of namespace %r changed (restart or failover); "
+                    "started a fresh generation",
+                    keys.namespace,
+                )
+    health.unverified = False
 
 
 def recover(inv: Invalidations) -> Flow[bool]:
     """True when the cache may be used again: the breaker lets a call through and every kept
     invalidation has been replayed, in order."""
-    health = inv.health
-    if not health.breaker.allow():
+    if not inv.health.breaker.allow():
         return False
+    return (yield from replay(inv))
+
+
+def replay(inv: Invalidations) -> Flow[bool]:
+    """``recover`` without asking the breaker (``close()`` flushes even with it open)."""
+    health = inv.health
+    if health.unverified:
+        try:
+            # One check per process for concurrent callers: they wait for it, not bypass.
+            yield Shared(FlightPool.TOKENS, VERIFY_FLIGHT, lambda: verify_server(inv))
+        except BackendError as exc:
+            health.failed(exc)
+            return False
     if not health.pending:
         return True
     if not health.begin_replay():
@@ -289,16 +352,33 @@ def recover(inv: Invalidations) -> Flow[bool]:
 
 
 def invalidate_now(inv: Invalidations, prepared: list[Prepared]) -> Flow[None]:
-    for pattern, label in prepared:
-        # Order matters: anything kept from before must be applied before this one.
-        if not (yield from recover(inv)):
-            inv.kept(pattern, label)
-            continue
+    for index, (pattern, label) in enumerate(prepared):
         try:
-            yield from apply(inv, pattern)
+            # Order matters: anything kept from before must be applied before this one.
+            if not (yield from recover(inv)):
+                inv.kept(pattern, label)
+                continue
+            try:
+                yield from apply(inv, pattern)
+            except BackendError as exc:
+                if exc.kind != "connection":
+                    raise
+                # A pooled connection that died while idle (the server restarted, or failed
+                # over): once more, at once, on a new one, rather than keep the invalidation
+                # while other processes read what it invalidates. The server reached may be
+                # another: ``failed`` marks it for the identity check before the next read.
+                inv.health.failed(exc)
+                yield from apply(inv, pattern)
         except BackendError as exc:
             inv.health.failed(exc)
             inv.kept(pattern, label)
+        except BaseException:
+            # Cancelled (a client disconnect) or interrupted mid-call: this pattern may or may
+            # not have reached the backend, the later ones have not. Keep them all (replaying
+            # a bump again is harmless), then let the cancellation go on.
+            for rest, rest_label in prepared[index:]:
+                inv.kept(rest, rest_label)
+            raise
         else:
             inv.health.succeeded()
             inv.record(pattern, label, applied=True)

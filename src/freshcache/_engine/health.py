@@ -2,12 +2,16 @@
 while it could not be reached, and the last error (for ``health()`` and the logs).
 
 This is the state a near cache or a background replayer shares with the read and invalidation
-paths; it holds no connection and does no I/O.
+paths; it holds no connection and does no I/O. Besides the breaker and the kept invalidations,
+two things keep reads away from the backend: a server whose identity has not been checked since
+the cache (re)connected (``unverified``: it may have come back with older data), and, for
+``health()``, writes that the server refuses while it still serves reads (``writes_refused``).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 
 from freshcache.backends.base import BackendError
@@ -19,17 +23,29 @@ log = logging.getLogger("freshcache")
 #: At most one warning per this many seconds: an outage must not flood the logs.
 LOG_INTERVAL = 10.0
 
+#: What Redis answers when it serves reads but refuses writes.
+_REFUSALS = ("OOM", "OutOfMemoryError", "READONLY", "ReadOnlyError", "NOREPLICAS", "MISCONF")
+
+
+def refuses_writes(exc: BackendError) -> bool:
+    """Did the server answer, refusing a write (as opposed to not answering)?"""
+    return exc.kind == "server" and any(word in str(exc) for word in _REFUSALS)
+
 
 class Health:
     __slots__ = (
         "_last_logged",
-        "_replaying",
+        "_replay_lock",
         "_suppressed_logs",
         "breaker",
+        "checks_identity",
         "clock",
         "kind",
         "last_error",
+        "new_generations",
         "pending",
+        "unverified",
+        "writes_refused",
     )
 
     def __init__(
@@ -44,14 +60,31 @@ class Health:
         self.pending = pending
         self.clock = clock
         self.last_error: str | None = None
-        self._replaying = False
+        self._replay_lock = threading.Lock()
+        #: Whether the server's identity is checked on connect (Redis with generations).
+        self.checks_identity = False
+        #: True until the identity of the server is checked, and again after any failure to
+        #: reach it (a reconnect may reach a server restarted from an older snapshot).
+        self.unverified = False
+        #: The server refused the last write it was sent (OOM, READONLY, NOREPLICAS).
+        self.writes_refused = False
+        #: Fresh namespace generations started because the server's identity changed.
+        self.new_generations = 0
         self._last_logged = float("-inf")
         self._suppressed_logs = 0
 
     @property
     def usable(self) -> bool:
-        """Nothing kept and the breaker closed: the read path may go straight to the backend."""
-        return not self.pending and self.breaker.state is BreakerState.CLOSED
+        """Nothing kept, the server checked, the breaker closed: the read path may go straight
+        to the backend."""
+        return (
+            not self.pending and not self.unverified and self.breaker.state is BreakerState.CLOSED
+        )
+
+    @property
+    def degraded(self) -> bool:
+        """Something the promise across processes depends on is not done yet."""
+        return bool(self.pending) or self.writes_refused or self.unverified
 
     @property
     def reachable(self) -> bool:
@@ -60,6 +93,10 @@ class Health:
     def failed(self, exc: BackendError, counters: Counters | None = None) -> None:
         self.breaker.record_failure()
         self.last_error = str(exc)
+        if exc.kind != "server" and self.checks_identity:
+            self.unverified = True  # the next connection may reach another server
+        elif refuses_writes(exc):
+            self.writes_refused = True
         if counters is not None:
             counters.errors[exc.kind] += 1
         now = self.clock()
@@ -81,15 +118,20 @@ class Health:
             self.last_error = None
         self.breaker.record_success()
 
+    def wrote(self) -> None:
+        """A write was accepted: the server takes writes again."""
+        if self.writes_refused:
+            self.writes_refused = False
+
     def bypass_reason(self) -> str:
-        return "pending_invalidations" if self.pending else "breaker_open"
+        if self.pending:
+            return "pending_invalidations"
+        return "server_unverified" if self.unverified else "breaker_open"
 
     def begin_replay(self) -> bool:
-        """Claim the replay of the kept invalidations; False if another caller is at it."""
-        if self._replaying:
-            return False
-        self._replaying = True
-        return True
+        """Claim the replay of the kept invalidations (and the server check); False if another
+        caller (a task, a thread, the background replayer) is at it."""
+        return self._replay_lock.acquire(blocking=False)
 
     def end_replay(self) -> None:
-        self._replaying = False
+        self._replay_lock.release()

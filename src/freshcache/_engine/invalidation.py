@@ -4,7 +4,7 @@ bump, a tombstone at one entry, or a SCAN), and its bookkeeping (stats, kept whe
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from freshcache._engine.health import Health
 from freshcache._engine.keyspace import KeySpace
@@ -25,13 +25,15 @@ class Invalidations:
     """What the invalidation procedures need, and nothing else: the key space, the strategy,
     the health state (breaker, kept invalidations) and the ledger."""
 
-    __slots__ = ("health", "keys", "ledger", "strategy")
+    __slots__ = ("health", "keys", "ledger", "strategy", "wake")
 
     def __init__(self, keys: KeySpace, strategy: Strategy, health: Health, ledger: Ledger) -> None:
         self.keys = keys
         self.strategy = strategy
         self.health = health
         self.ledger = ledger
+        #: Called when something is kept: the engine points it at its background replayer.
+        self.wake: Callable[[], None] = _nothing
 
     @staticmethod
     def prepare(patterns: Iterable[str], label: str | None) -> list[Prepared]:
@@ -59,3 +61,8 @@ class Invalidations:
         """``pattern`` could not be applied: keep it for replay, and count it."""
         self.health.pending.add(pattern)
         self.record(pattern, label, applied=False)
+        self.wake()
+
+
+def _nothing() -> None:
+    return None

@@ -1,7 +1,9 @@
 """Every key string the cache writes or reads, derived in one place.
 
 ``{namespace}:{prefix}:{function}:{args}`` is an entry; ``{namespace}:__gen__[:{prefix}]`` the
-generation token of a prefix; ``{namespace}:__lock__:{relative key}:{digest}`` a stampede lock.
+generation token of a prefix; ``{namespace}:__key__:{relative key}`` the token of one entry (what
+an exact-key invalidation replaces); ``{namespace}:__lock__:{relative key}:{digest}`` a stampede
+lock; ``{namespace}:__server__`` the identity of the Redis server the namespace was written on.
 A call's keys are computed once into a ``Located`` (memoised by ``FunctionSpec``), and the
 backends receive them as ``EntryKeys``: nothing downstream splits or re-joins key text.
 """
@@ -15,6 +17,14 @@ from freshcache import entry as envelope
 from freshcache.backends.base import EntryKeys
 from freshcache.keys import SEGMENT_SEPARATOR
 from freshcache.tokens import LOCK_SEGMENT, token_key, token_keys_for
+
+#: ``{namespace}:__key__:{relative key}`` holds the token of one entry. An exact-key
+#: invalidation replaces it; like every token, its absence means "invalid", so an eviction or
+#: a hand-deleted key can never let a value computed before the invalidation through.
+ENTRY_TOKEN_SEGMENT = "__key__"
+#: ``{namespace}:__server__`` holds the identity of the server the namespace was last written
+#: on; a server that answers with another identity holds data of another history.
+SERVER_SEGMENT = "__server__"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -53,9 +63,19 @@ class KeySpace:
         """The token key of the prefix ``segments`` (empty: the whole namespace)."""
         return token_key(self.namespace, segments)
 
+    def entry_token_key(self, relative: str) -> str:
+        """The token of the one entry at ``relative`` (read with the prefix tokens)."""
+        return SEGMENT_SEPARATOR.join((self.namespace, ENTRY_TOKEN_SEGMENT, relative))
+
+    @property
+    def server_key(self) -> str:
+        return f"{self.namespace}{SEGMENT_SEPARATOR}{SERVER_SEGMENT}"
+
     def located(self, relative: str, token_keys: tuple[str, ...]) -> Located:
+        """The keys of the entry at ``relative``: its prefixes' tokens, then its own token."""
         key = self.key(relative)
-        return Located(key, token_keys, (key, *token_keys), relative)
+        tokens = (*token_keys, self.entry_token_key(relative))
+        return Located(key, tokens, (key, *tokens), relative)
 
     def lock_key(self, loc: Located, stamp: bytes) -> str:
         """The lock of one computation: the entry and the tokens its reader saw."""
@@ -67,5 +87,8 @@ class KeySpace:
         entry at ``key`` whose envelope carries ``token_count`` tokens. The one place that
         reads segments back out of a key, because a tool's user types the key."""
         absolute = self.absolute(key)
-        relative = absolute[len(self.namespace) + 1 :].split(SEGMENT_SEPARATOR)
-        return EntryKeys.of(absolute, self.token_keys(relative[: token_count - 1]))
+        relative = absolute[len(self.namespace) + 1 :]
+        segments = relative.split(SEGMENT_SEPARATOR)
+        # The prefix tokens (the root, then one per segment), then the entry's own token.
+        prefix_tokens = self.token_keys(segments[: max(token_count - 2, 0)])
+        return EntryKeys.of(absolute, (*prefix_tokens, self.entry_token_key(relative)))

@@ -50,6 +50,11 @@ class Ledger:
         suffix = SEGMENT_SEPARATOR + WILDCARD
         return [pattern[: -len(suffix)] if pattern.endswith(suffix) else pattern]
 
+    def record_pattern_error(self, fallback: str) -> None:
+        """A pattern of a write could not be built; ``fallback`` (broader) was used instead."""
+        for label in self.labels(fallback, None):
+            self.metrics.for_prefix(label).errors["pattern"] += 1
+
     def record_invalidation(
         self, pattern: str, label: str | None, kind: str, applied: bool
     ) -> None:

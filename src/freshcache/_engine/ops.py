@@ -103,6 +103,26 @@ class Bump(BackendOp[None]):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class UnlinkToken(BackendOp[None]):
+    token_key: str
+
+    def on_async(self, backend: AsyncBackend) -> Awaitable[None]:
+        return backend.unlink_token(self.token_key)
+
+    def on_sync(self, backend: SyncBackend) -> None:
+        return backend.unlink_token(self.token_key)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ServerIdentity(BackendOp[bytes | None]):
+    def on_async(self, backend: AsyncBackend) -> Awaitable[bytes | None]:
+        return backend.server_identity()
+
+    def on_sync(self, backend: SyncBackend) -> bytes | None:
+        return backend.server_identity()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Delete(BackendOp[int]):
     keys: Sequence[str]
 

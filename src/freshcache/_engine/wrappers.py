@@ -239,10 +239,16 @@ class _Invalidation:
                     f"{type(source).__qualname__}"
                 )
 
-    def resolve(self, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any) -> list[str]:
+    def resolve(
+        self,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        result: Any,
+        failed: Callable[[str], None] = lambda fallback: None,
+    ) -> list[str]:
         """The patterns to invalidate. A pattern that cannot be built falls back to the
         broadest pattern it could have meant: coarser, never stale, never an error after a
-        write that succeeded."""
+        write that succeeded; ``failed(fallback)`` counts it. The others are kept as built."""
         arguments = self.binder.bind(args, kwargs)
         values = {**arguments, "result": result}
         out: list[str] = []
@@ -256,6 +262,7 @@ class _Invalidation:
                     template.text,
                     fallback,
                 )
+                failed(fallback)
                 out.append(fallback)
         for source in self.callables:
             try:
@@ -269,6 +276,7 @@ class _Invalidation:
                     "freshcache: invalidation callable %r failed; invalidating the whole namespace",
                     source,
                 )
+                failed(WILDCARD)
                 out.append(WILDCARD)
         return out
 
@@ -311,7 +319,8 @@ def invalidate_cache(
             async def async_write(*args: P.args, **kwargs: P.kwargs) -> Any:
                 result = await func(*args, **kwargs)
                 engine = cache_ref().engine
-                await engine.invalidate(plan.resolve(args, kwargs, result))
+                patterns = plan.resolve(args, kwargs, result, engine.ledger.record_pattern_error)
+                await engine.invalidate(patterns)
                 await _rewarm_async(engine, rewarm, plan, args, kwargs, result)
                 return result
 
@@ -321,7 +330,8 @@ def invalidate_cache(
         def sync_write(*args: P.args, **kwargs: P.kwargs) -> R:
             result = func(*args, **kwargs)
             engine = cache_ref().engine
-            engine.invalidate_sync(plan.resolve(args, kwargs, result))
+            patterns = plan.resolve(args, kwargs, result, engine.ledger.record_pattern_error)
+            engine.invalidate_sync(patterns)
             _rewarm_sync(engine, rewarm, plan, args, kwargs, result)
             return result
 

@@ -55,6 +55,16 @@ class AsyncBackend(Protocol):
         """Replace the token at ``token_key`` wherever it is kept (every shard, in a cluster)."""
         ...
 
+    async def unlink_token(self, token_key: str) -> None:
+        """Delete the token at ``token_key`` wherever it is kept: the fallback of a refused
+        bump (a missing token means "invalid", and Redis allows UNLINK under OOM)."""
+        ...
+
+    async def server_identity(self) -> bytes | None:
+        """What identifies the dataset's history on the server (Redis: run id and replication
+        id, which change on a restart or a failover); ``None`` for a backend without one."""
+        ...
+
     async def store_if_unchanged(
         self, keys: EntryKeys, value: bytes, ttl_ms: int, lease: bytes, token_ttl_ms: int
     ) -> bool:
@@ -106,6 +116,10 @@ class SyncBackend(Protocol):
     ) -> list[bytes]: ...
 
     def bump(self, token_key: str, token: bytes, ttl_ms: int) -> None: ...
+
+    def unlink_token(self, token_key: str) -> None: ...
+
+    def server_identity(self) -> bytes | None: ...
 
     def store_if_unchanged(
         self, keys: EntryKeys, value: bytes, ttl_ms: int, lease: bytes, token_ttl_ms: int

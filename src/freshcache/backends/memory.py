@@ -16,6 +16,7 @@ from freshcache.backends.base import EntryKeys
 from freshcache.entry import lease_matches
 
 _OVERHEAD = 64  # rough per-entry bookkeeping bytes, so tiny values still count
+TOKEN_SPARE = 64  # token slots beyond one per entry: the prefixes' tokens
 
 
 def glob_to_regex(pattern: str) -> re.Pattern[str]:
@@ -97,8 +98,9 @@ class _Table:
 class MemoryStore:
     """The synchronous store; ``AsyncMemoryBackend`` shares it without adding any waiting.
 
-    Generation tokens live in a table of their own with the same bounds, so the bound on
-    entries counts entries: with ``max_entries=3`` three entries fit, whatever their tokens.
+    Generation tokens live in a table of their own (twice the entry bound, plus room for the
+    prefixes' tokens: every entry has a token of its own), so the bound on entries counts
+    entries: with ``max_entries=3`` three entries fit, whatever their tokens.
     Evicting a token is safe (a missing token means "invalid"), only wasteful. Which table a
     key belongs to is known from the call (``EntryKeys.tokens``, ``bump``), never from its text.
     """
@@ -117,7 +119,8 @@ class MemoryStore:
         self.max_bytes = max_bytes
         self._clock = clock
         self._entries = _Table(max_entries, max_bytes)
-        self._tokens = _Table(max_entries, max_bytes)
+        # Room for each entry's own token and the prefix tokens they share.
+        self._tokens = _Table(2 * max_entries + TOKEN_SPARE, max_bytes)
         self._lock = threading.RLock()
 
     @property
@@ -171,6 +174,13 @@ class MemoryStore:
         now = self._clock()
         with self._lock:
             self._tokens.put(token_key, token, ttl_ms, now)
+
+    def unlink_token(self, token_key: str) -> None:
+        with self._lock:
+            self._tokens.remove(token_key)
+
+    def server_identity(self) -> bytes | None:
+        return None  # in this process: it cannot come back with older data
 
     def delete(self, keys: Sequence[str]) -> int:
         with self._lock:
@@ -280,6 +290,12 @@ class AsyncMemoryBackend:
 
     async def set(self, key: str, value: bytes, ttl_ms: int) -> None:
         self.store.set(key, value, ttl_ms)
+
+    async def unlink_token(self, token_key: str) -> None:
+        self.store.unlink_token(token_key)
+
+    async def server_identity(self) -> bytes | None:
+        return None
 
     async def delete(self, keys: Sequence[str]) -> int:
         return self.store.delete(keys)

@@ -309,6 +309,15 @@ class AsyncClusterBackend:
         side = await self._ready(durable=True)
         await self._fanout(side, commands.bump(self.layout, token_key, token, ttl_ms), durable=True)
 
+    async def unlink_token(self, token_key: str) -> None:
+        side = await self._ready(durable=True)
+        await self._fanout(side, commands.unlink_token(self.layout, token_key), durable=True)
+
+    async def server_identity(self) -> bytes | None:
+        # Each node has its own history; a cluster's failovers are the cluster backend's
+        # (durable writes wait for a replica), not a single identity to compare.
+        return None
+
     async def store_if_unchanged(
         self, keys: EntryKeys, value: bytes, ttl_ms: int, lease: bytes, token_ttl_ms: int
     ) -> bool:

@@ -93,6 +93,14 @@ def bump(layout: ShardLayout, token_key: str, token: bytes, ttl_ms: int) -> list
     ]
 
 
+def unlink_token(layout: ShardLayout, token_key: str) -> list[Item]:
+    """UNLINK every copy of a token (a refused bump's fallback: missing means invalid)."""
+    return [
+        (slot, ("UNLINK", tag + token_key), NO_OPTIONS)
+        for tag, slot in zip(layout.tags, layout.slots, strict=True)
+    ]
+
+
 def store_if_unchanged(
     layout: ShardLayout, keys: EntryKeys, value: bytes, ttl_ms: int, lease: bytes, token_ttl_ms: int
 ) -> ScriptCall:

@@ -243,6 +243,13 @@ class SyncClusterBackend:
         topology = self._ready(durable=True)
         self._fanout(topology, commands.bump(self.layout, token_key, token, ttl_ms), durable=True)
 
+    def unlink_token(self, token_key: str) -> None:
+        topology = self._ready(durable=True)
+        self._fanout(topology, commands.unlink_token(self.layout, token_key), durable=True)
+
+    def server_identity(self) -> bytes | None:
+        return None  # as the async face: no single identity for a cluster
+
     def store_if_unchanged(
         self, keys: EntryKeys, value: bytes, ttl_ms: int, lease: bytes, token_ttl_ms: int
     ) -> bool:

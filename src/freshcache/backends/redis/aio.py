@@ -11,6 +11,7 @@ from redis.backoff import NoBackoff
 
 from freshcache.backends.base import EntryKeys
 from freshcache.backends.redis.errors import Gate
+from freshcache.backends.redis.identity import identity_of
 from freshcache.backends.redis.lane import ReadLane
 from freshcache.backends.redis.options import pool_options
 from freshcache.backends.redis.scripts import (
@@ -103,6 +104,17 @@ class AsyncRedisBackend:
 
     async def bump(self, token_key: str, token: bytes, ttl_ms: int) -> None:
         await self.set(token_key, token, ttl_ms)
+
+    async def unlink_token(self, token_key: str) -> None:
+        await self.delete((token_key,))
+
+    async def server_identity(self) -> bytes | None:
+        client = self._connect()
+        async with self._gate, client.pipeline(transaction=False) as pipe:
+            pipe.execute_command("INFO", "server")
+            pipe.execute_command("INFO", "replication")
+            server, replication = await pipe.execute()
+        return identity_of(server, replication)
 
     async def delete(self, keys: Sequence[str]) -> int:
         if not keys:

@@ -11,6 +11,7 @@ from redis.backoff import NoBackoff
 
 from freshcache.backends.base import EntryKeys
 from freshcache.backends.redis.errors import TRANSLATED
+from freshcache.backends.redis.identity import identity_of
 from freshcache.backends.redis.lane import SyncReadLane
 from freshcache.backends.redis.options import pool_options
 from freshcache.backends.redis.scripts import (
@@ -69,6 +70,16 @@ class SyncRedisBackend:
 
     def bump(self, token_key: str, token: bytes, ttl_ms: int) -> None:
         self.set(token_key, token, ttl_ms)
+
+    def unlink_token(self, token_key: str) -> None:
+        self.delete((token_key,))
+
+    def server_identity(self) -> bytes | None:
+        with TRANSLATED, self.client.pipeline(transaction=False) as pipe:
+            pipe.execute_command("INFO", "server")  # type: ignore[no-untyped-call]
+            pipe.execute_command("INFO", "replication")  # type: ignore[no-untyped-call]
+            server, replication = pipe.execute()
+        return identity_of(server, replication)
 
     def delete(self, keys: Sequence[str]) -> int:
         if not keys:
