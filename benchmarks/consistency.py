@@ -17,8 +17,8 @@ against a real database (an SQLite file, or a private PostgreSQL) and a private 
 
 Times come from CLOCK_MONOTONIC, which every process on the machine shares. After the run,
 a read is *stale* if it started after the invalidation of some version ``v`` of its row had
-returned, and returned a version older than ``v``. That is exactly the promise of
-DESIGN.md section 4. The checker prints the counts side by side, with examples.
+returned, and returned a version older than ``v``. That is exactly the promise stated in
+docs/consistency.md. The checker prints the counts side by side, with examples.
 
 Faults (``--fault``), injected for real into the private Redis during each library's run:
 
