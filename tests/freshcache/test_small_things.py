@@ -117,6 +117,20 @@ async def test_condition_on_a_sync_function_and_on_warm(cache: Cache) -> None:
     assert cache.stats()["condsync"].bypasses_by_reason["condition"] == 3
 
 
+async def test_a_condition_that_raises_stores_nothing_and_still_answers(
+    cache: Cache, caplog: pytest.LogCaptureFixture
+) -> None:
+    def refuse(result: int) -> bool:
+        raise RuntimeError("condition bug")
+
+    get = cache.cached(ttl=60, key_prefix="condraise", condition=refuse)(_async_double)
+    assert await get(2) == 4
+    assert await get(2) == 4
+    assert cache.stats()["condraise"].bypasses_by_reason["condition"] == 2
+    assert cache.stats()["condraise"].sets == 0
+    assert "condition= of _async_double raised" in caplog.text
+
+
 def test_condition_must_be_callable() -> None:
     with pytest.raises(TypeError, match="condition= must be a callable"):
         Cache("memory://", namespace="c").cached(key_prefix="c", condition=True)(_double)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 from typing import Any
 
 from freshcache import entry as envelope
@@ -50,6 +51,7 @@ from freshcache.backends.base import BackendError, EntryKeys
 from freshcache.metrics import Counters
 from freshcache.tokens import PatternKind, new_token
 
+log = logging.getLogger("freshcache")
 #: Backoff of a process waiting on another's lock: 4 ms doubling to at most 200 ms.
 LOCK_POLL_FIRST, LOCK_POLL_MAX = 0.004, 0.2
 
@@ -150,9 +152,17 @@ def fill(ctx: Context, lookup: Lookup, stamp: bytes, lease: bytes) -> Flow[Any]:
 
 
 def not_to_store(spec: FunctionSpec, value: Any, counters: Counters) -> bool:
-    """True (and counted) when the decorator's ``condition`` refuses this result."""
-    if spec.condition is None or spec.condition(value):
+    """True (and counted) when the decorator's ``condition`` refuses this result. A condition
+    that raises refuses it too (logged): the caller still gets the value it computed."""
+    if spec.condition is None:
         return False
+    try:
+        if spec.condition(value):
+            return False
+    except Exception:
+        log.exception(
+            "freshcache: condition= of %s raised; the result is not stored", spec.qualname
+        )
     counters.bypasses["condition"] += 1
     return True
 
