@@ -80,7 +80,7 @@ class Engine:
 
     async def _read_async(self, spec: FunctionSpec, args: Args, kwargs: Kwargs) -> Any:
         counters = self.ledger.counters(spec)
-        if bypass.active(self):
+        if bypass.OPEN.get() and bypass.active(self):
             counters.bypasses[bypass.REASON] += 1
             return await spec.func(*args, **kwargs)
         health = self.health
@@ -114,7 +114,7 @@ class Engine:
 
     def _read_sync(self, spec: FunctionSpec, args: Args, kwargs: Kwargs) -> Any:
         counters = self.ledger.counters(spec)
-        if bypass.active(self):
+        if bypass.OPEN.get() and bypass.active(self):
             counters.bypasses[bypass.REASON] += 1
             return spec.func(*args, **kwargs)
         health = self.health
@@ -163,7 +163,7 @@ class Engine:
         self, spec: FunctionSpec, args: Args, kwargs: Kwargs
     ) -> flows.Lookup | None:
         counters = self.ledger.counters(spec)
-        if bypass.active(self):
+        if bypass.OPEN.get() and bypass.active(self):
             counters.bypasses[bypass.REASON] += 1
             return None
         if not self.health.usable and not await self.drivers.run_async(
@@ -177,7 +177,7 @@ class Engine:
         self, spec: FunctionSpec, args: Args, kwargs: Kwargs
     ) -> flows.Lookup | None:
         counters = self.ledger.counters(spec)
-        if bypass.active(self):
+        if bypass.OPEN.get() and bypass.active(self):
             counters.bypasses[bypass.REASON] += 1
             return None
         if not self.health.usable and not self.drivers.run_sync(flows.recover(self.invalidations)):
@@ -195,7 +195,7 @@ class Engine:
         return await self.drivers.run_async(flows.warm(self.context, lookup), spec, args, kwargs)
 
     def warm_sync(self, spec: FunctionSpec, args: Args, kwargs: Kwargs) -> Any:
-        if bypass.active(self):
+        if bypass.OPEN.get() and bypass.active(self):
             self.ledger.counters(spec).bypasses[bypass.REASON] += 1
             return spec.func(*args, **kwargs)
         lookup = flows.Lookup(spec, self.locate(spec, args, kwargs), self.ledger.counters(spec))
