@@ -392,3 +392,26 @@ def _double(n: int) -> int:
 
 async def _async_double(n: int) -> int:
     return 2 * n
+
+
+async def test_values_are_shared_and_invalidated_across_processes(
+    redis_url: str, unique_namespace: str
+) -> None:
+    """Two Cache objects on one Redis stand for two processes: a value one sets, the other
+    reads; an invalidation or a delete by either is seen by both."""
+    first = Cache.from_url(redis_url, namespace=unique_namespace, timeout=2.0)
+    second = Cache.from_url(redis_url, namespace=unique_namespace, timeout=2.0)
+    try:
+        assert await first.set("shared:{n}", Profile(name="Ada", visits=1), n=1) is True
+        assert await second.get("shared:{n}", type=Profile, n=1) == Profile(name="Ada", visits=1)
+        await second.invalidate("shared:*")
+        assert await first.get("shared:{n}", n=1, default="gone") == "gone"
+        await second.set("shared:2", 2)
+        await first.delete("shared:2")
+        assert await second.get("shared:2", default="gone") == "gone"
+    finally:
+        raw = Raw(first)
+        await raw.cleanup()
+        await raw.aclose()
+        await first.aclose()
+        await second.aclose()
