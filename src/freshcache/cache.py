@@ -18,6 +18,7 @@ import orjson
 
 from freshcache import entry as envelope
 from freshcache._engine import wrappers
+from freshcache._engine.bypass import Bypass
 from freshcache._engine.engine import Engine
 from freshcache._engine.health import Health
 from freshcache._engine.invalidation import Strategy
@@ -26,6 +27,7 @@ from freshcache._engine.ledger import Ledger
 from freshcache._engine.rules import NO_VALUE, EntryRules
 from freshcache._engine.scope import Scope
 from freshcache._engine.spec import FunctionSpec, Seconds, to_ms
+from freshcache._engine.values import Values
 from freshcache.backends import (
     BackendError,
     BackendSet,
@@ -103,6 +105,7 @@ class Cache:
             health=Health(self.backends.kind, self.breaker, self.pending, clock),
             ledger=Ledger(self.metrics),
         )
+        self.values = Values(self.engine)
 
     @classmethod
     def from_url(cls, url: str, namespace: str = "freshcache", **options: Any) -> Cache:
@@ -110,7 +113,8 @@ class Cache:
         ``pool_timeout`` (wait for a free pooled connection, default 1.0),
         ``breaker_threshold`` (consecutive failures that open the breaker, default 5),
         ``breaker_cooldown`` (seconds before a probe, default 5), ``max_value_bytes`` (1 MiB),
-        ``max_connections`` (50), ``default_ttl`` (300 s), ``strategy`` ("generation" or the
+        ``max_connections`` (50), ``default_ttl`` (300 s; like every duration here, seconds, a
+        ``timedelta`` or a string such as ``"5m"``, ``"1h30m"``), ``strategy`` ("generation" or the
         naive "scan"), ``max_pending_invalidations`` (1000; beyond it they collapse into one
         invalidation of the namespace), ``verify_encoding`` (decode once before storing),
         ``clock`` (monotonic seconds: TTLs of memory://, breaker, lock waits, latencies) and
@@ -140,13 +144,88 @@ class Cache:
 
     def cached(
         self, ttl: Seconds | None = None, key_prefix: str | None = None, **options: Any
-    ) -> Any:
+    ) -> wrappers.CachedDecorator:
         """``@cache.cached(...)``: like ``freshcache.cached`` but bound to this cache."""
         return wrappers.cached(ttl, key_prefix, cache_ref=lambda: self, **options)
 
     def invalidate_cache(self, *patterns: Any, **options: Any) -> Any:
         """``@cache.invalidate_cache(...)``: like ``freshcache.invalidate_cache``, bound here."""
         return wrappers.invalidate_cache(*patterns, cache_ref=lambda: self, **options)
+
+    # ------------------------------------------------------------------ single values
+
+    async def get(
+        self, key: str, /, *, default: Any = NO_VALUE, type: Any = None, **fields: Any
+    ) -> Any:
+        """The value stored by ``set`` at ``key``, or ``default`` (``Cache.NO_VALUE`` unless
+        given) on a miss, a stale entry, or a backend that is unavailable.
+
+        ``key`` is relative to the namespace, segments separated by ``:``; it may contain
+        ``{name}`` fields filled (escaped) from keyword arguments:
+        ``await cache.get("user:{user_id}:avatar", user_id=42)``. The entry is checked against
+        the tokens of every prefix of the key, so ``invalidate("user:*")`` drops it too.
+        ``type``: decode the JSON into this type (a pydantic model, a dataclass,
+        ``list[int]``...); plain JSON values when omitted.
+        """
+        located = self.values.locate(key, fields, "cache.get")
+        codec = self.values.decoder(type, "cache.get")
+        value = await self.engine.drivers.run_async(self.values.read(located, codec))
+        return default if value is NO_VALUE else value
+
+    def get_sync(
+        self, key: str, /, *, default: Any = NO_VALUE, type: Any = None, **fields: Any
+    ) -> Any:
+        """``get`` for synchronous code."""
+        located = self.values.locate(key, fields, "cache.get_sync")
+        codec = self.values.decoder(type, "cache.get_sync")
+        value = self.engine.drivers.run_sync(self.values.read(located, codec))
+        return default if value is NO_VALUE else value
+
+    async def set(
+        self,
+        key: str,
+        value: Any,
+        /,
+        *,
+        ttl: Seconds | None = None,
+        type: Any = None,
+        **fields: Any,
+    ) -> bool:
+        """Store ``value`` (as JSON) at ``key`` (as for ``get``) for ``ttl`` (seconds, a
+        timedelta or ``"5m"``; the cache's ``default_ttl`` when omitted). ``type``: the type
+        to encode by (default: the value's own type; give it for ``list[Model]``). Returns
+        False, without raising, when the backend is unavailable; a value that cannot be
+        stored (not JSON, over ``max_value_bytes``) raises ``TypeError`` / ``ValueError``."""
+        located = self.values.locate(key, fields, "cache.set")
+        payload, ttl_ms = self.values.encode(value, type, ttl)
+        return await self.engine.drivers.run_async(self.values.write(located, payload, ttl_ms))
+
+    def set_sync(
+        self,
+        key: str,
+        value: Any,
+        /,
+        *,
+        ttl: Seconds | None = None,
+        type: Any = None,
+        **fields: Any,
+    ) -> bool:
+        """``set`` for synchronous code."""
+        located = self.values.locate(key, fields, "cache.set_sync")
+        payload, ttl_ms = self.values.encode(value, type, ttl)
+        return self.engine.drivers.run_sync(self.values.write(located, payload, ttl_ms))
+
+    async def delete(self, key: str, /, **fields: Any) -> None:
+        """Drop the value at ``key`` (as for ``get``): an exact-key invalidation (the
+        value's own token is replaced, so a reader that loaded before it cannot store), kept and replayed if the
+        backend is down, deferred inside ``cache.deferred()`` like any invalidation."""
+        located = self.values.locate(key, fields, "cache.delete")
+        await self.engine.invalidate((located.loc.relative,), label=located.label)
+
+    def delete_sync(self, key: str, /, **fields: Any) -> None:
+        """``delete`` for synchronous code."""
+        located = self.values.locate(key, fields, "cache.delete_sync")
+        self.engine.invalidate_sync((located.loc.relative,), label=located.label)
 
     # ------------------------------------------------------------------ observability
 
@@ -208,6 +287,13 @@ class Cache:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+    def bypass(self) -> Bypass:
+        """A block (``with`` or ``async with``) inside which this cache's decorated reads run
+        the function and store nothing (counted as the bypass reason ``"bypass"``);
+        invalidations inside it still apply. Task-local: other tasks and threads keep using
+        the cache. ``with cache.bypass(): fresh = get_stats()``."""
+        return self.engine.bypass()
 
     # ------------------------------------------------------------------ invalidation
 

@@ -13,7 +13,10 @@ from freshcache._engine import wrappers
 from freshcache._engine.spec import Seconds
 from freshcache._engine.wrappers import (
     AsyncCachedFunction,
+    BoundAsyncCachedFunction,
     BoundCachedFunction,
+    BoundSyncCachedFunction,
+    CachedDecorator,
     CachedFunction,
     CacheRef,
     PatternSource,
@@ -24,7 +27,10 @@ from freshcache.config import get_cache
 
 __all__ = [
     "AsyncCachedFunction",
+    "BoundAsyncCachedFunction",
     "BoundCachedFunction",
+    "BoundSyncCachedFunction",
+    "CachedDecorator",
     "CachedFunction",
     "SyncCachedFunction",
     "cached",
@@ -53,11 +59,13 @@ def cached(
     early_refresh: bool = False,
     early_refresh_beta: float = 1.0,
     single_flight: bool = True,
+    condition: Callable[[Any], object] | None = None,
     cache: Cache | None = None,
-) -> Callable[[Callable[P, R]], CachedFunction[P, R]]:
+) -> CachedDecorator:
     """Cache a function's result under ``{namespace}:{key_prefix}:{qualname}:{args_hash}``.
 
-    - ``ttl``: seconds (or timedelta); the cache's ``default_ttl`` when omitted.
+    - ``ttl``: seconds (int or float), a ``timedelta`` or a string (``"90s"``, ``"5m"``,
+      ``"1h"``, ``"1d"``, ``"1h30m"``); the cache's ``default_ttl`` when omitted.
     - ``key_prefix``: segments separated by ``:``; may contain ``{param}`` / ``{param.attr}``
       templates filled from the call's arguments (escaped). Defaults to the module name.
     - ``exclude``: parameters left out of the key (DB sessions, requests); ``self``/``cls``
@@ -71,6 +79,9 @@ def cached(
       value; the others wait (backoff, at most ``lock_timeout``), then compute themselves.
     - ``early_refresh``: probabilistic early recomputation (XFetch) of hot entries.
     - ``single_flight``: concurrent misses in one process share one computation (default).
+    - ``condition``: a callable on the result; when it returns false the result is returned
+      but not stored (counted as the bypass reason ``"condition"``), e.g.
+      ``condition=lambda r: r is not None``.
     """
     return wrappers.cached(
         ttl,
@@ -85,6 +96,7 @@ def cached(
         early_refresh=early_refresh,
         early_refresh_beta=early_refresh_beta,
         single_flight=single_flight,
+        condition=condition,
         cache_ref=_reference(cache),
     )
 

@@ -231,7 +231,8 @@ async def _noop(day: str) -> None:
     [
         ({"ttl": -1}, ValueError, "ttl must be positive"),
         ({"ttl": 0}, ValueError, "ttl must be positive"),
-        ({"ttl": "60"}, TypeError, "ttl=SECONDS"),
+        ({"ttl": "60"}, ValueError, "ttl='60' is not a duration; use seconds"),  # no unit
+        ({"ttl": [60]}, TypeError, "ttl must be seconds"),
         ({"key_prefix": "booking::stats"}, ValueError, "has an empty segment"),
         ({"key_prefix": "booking:*"}, ValueError, "wildcards belong in invalidation patterns"),
         ({"key_prefix": "__gen__:x"}, ValueError, "reserved"),

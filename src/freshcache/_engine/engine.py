@@ -22,7 +22,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from freshcache._engine import flows
+from freshcache._engine import bypass, flows
+from freshcache._engine.bypass import Bypass
 from freshcache._engine.drivers import Drivers, Flights
 from freshcache._engine.health import Health
 from freshcache._engine.invalidation import Invalidations, Prepared, Strategy
@@ -100,6 +101,9 @@ class Engine:
 
     async def _read_async(self, spec: FunctionSpec, args: Args, kwargs: Kwargs) -> Any:
         counters = self.ledger.counters(spec)
+        if bypass.OPEN.get() and bypass.active(self):
+            counters.bypasses[bypass.REASON] += 1
+            return await spec.func(*args, **kwargs)
         health = self.health
         breaker = health.breaker
         if (
@@ -131,6 +135,9 @@ class Engine:
 
     def _read_sync(self, spec: FunctionSpec, args: Args, kwargs: Kwargs) -> Any:
         counters = self.ledger.counters(spec)
+        if bypass.OPEN.get() and bypass.active(self):
+            counters.bypasses[bypass.REASON] += 1
+            return spec.func(*args, **kwargs)
         health = self.health
         breaker = health.breaker
         if (
@@ -177,6 +184,9 @@ class Engine:
         self, spec: FunctionSpec, args: Args, kwargs: Kwargs
     ) -> flows.Lookup | None:
         counters = self.ledger.counters(spec)
+        if bypass.OPEN.get() and bypass.active(self):
+            counters.bypasses[bypass.REASON] += 1
+            return None
         if not self.health.usable and not await self.drivers.run_async(
             flows.recover(self.invalidations)
         ):
@@ -188,6 +198,9 @@ class Engine:
         self, spec: FunctionSpec, args: Args, kwargs: Kwargs
     ) -> flows.Lookup | None:
         counters = self.ledger.counters(spec)
+        if bypass.OPEN.get() and bypass.active(self):
+            counters.bypasses[bypass.REASON] += 1
+            return None
         if not self.health.usable and not self.drivers.run_sync(flows.recover(self.invalidations)):
             counters.bypasses[self.health.bypass_reason()] += 1
             return None
@@ -196,10 +209,16 @@ class Engine:
     # ================================================================== warming
 
     async def warm_async(self, spec: FunctionSpec, args: Args, kwargs: Kwargs) -> Any:
+        if bypass.active(self):  # inside cache.bypass(): computed, not stored
+            self.ledger.counters(spec).bypasses[bypass.REASON] += 1
+            return await spec.func(*args, **kwargs)
         lookup = flows.Lookup(spec, self.locate(spec, args, kwargs), self.ledger.counters(spec))
         return await self.drivers.run_async(flows.warm(self.context, lookup), spec, args, kwargs)
 
     def warm_sync(self, spec: FunctionSpec, args: Args, kwargs: Kwargs) -> Any:
+        if bypass.OPEN.get() and bypass.active(self):
+            self.ledger.counters(spec).bypasses[bypass.REASON] += 1
+            return spec.func(*args, **kwargs)
         lookup = flows.Lookup(spec, self.locate(spec, args, kwargs), self.ledger.counters(spec))
         return self.drivers.run_sync(flows.warm(self.context, lookup), spec, args, kwargs)
 
@@ -207,6 +226,10 @@ class Engine:
 
     def deferred(self) -> Scope:
         return Scope(self, self.invalidate_now_async, self.invalidate_now_sync)
+
+    def bypass(self) -> Bypass:
+        """A block inside which this engine's reads call the function and store nothing."""
+        return Bypass(self)
 
     def scope(self) -> Scope | None:
         """The innermost open unit of work of this engine, if any."""

@@ -141,6 +141,8 @@ def fill(ctx: Context, lookup: Lookup, stamp: bytes, lease: bytes) -> Flow[Any]:
     spec, counters, rules = lookup.spec, lookup.counters, ctx.rules
     started = ctx.health.clock()
     value = yield COMPUTE
+    if not_to_store(spec, value, counters):
+        return value
     entry = rules.encode_entry(spec, value, stamp, ctx.health.clock() - started, counters)
     if entry is None:
         return value
@@ -157,6 +159,22 @@ def fill(ctx: Context, lookup: Lookup, stamp: bytes, lease: bytes) -> Flow[Any]:
     else:
         counters.bypasses["lease_lost"] += 1  # invalidated while computing: not stored
     return value
+
+
+def not_to_store(spec: FunctionSpec, value: Any, counters: Counters) -> bool:
+    """True (and counted) when the decorator's ``condition`` refuses this result. A condition
+    that raises refuses it too (logged): the caller still gets the value it computed."""
+    if spec.condition is None:
+        return False
+    try:
+        if spec.condition(value):
+            return False
+    except Exception:
+        log.exception(
+            "freshcache: condition= of %s raised; the result is not stored", spec.qualname
+        )
+    counters.bypasses["condition"] += 1
+    return True
 
 
 def fill_locked(ctx: Context, lookup: Lookup, stamp: bytes, lease: bytes) -> Flow[Any]:
@@ -226,6 +244,8 @@ def naive(ctx: Context, lookup: Lookup) -> Flow[Any]:
     counters.misses += 1
     started = ctx.health.clock()
     value = yield COMPUTE
+    if not_to_store(spec, value, counters):
+        return value
     entry = rules.encode_entry(spec, value, b"", ctx.health.clock() - started, counters)
     if entry is not None:
         try:

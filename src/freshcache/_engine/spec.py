@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import typing
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -19,11 +20,14 @@ from freshcache.keys import (
     Template,
     args_hash,
     escape,
+    short_repr,
     validate_key_prefix,
 )
 
 log = logging.getLogger("freshcache")
-Seconds = float | int | dt.timedelta
+#: A duration: seconds (int or float), a ``timedelta``, or text such as ``"90s"``, ``"5m"``,
+#: ``"1h"``, ``"1d"`` or ``"1h30m"``.
+Seconds = float | int | dt.timedelta | str
 _TOKEN_KEY_MEMO_LIMIT = 10_000
 _LOCATION_MEMO_LIMIT = 4096
 # Bytes of key text (and of the arguments a memo key keeps alive) per table, per function.
@@ -34,12 +38,37 @@ _LOCATION_MEMO_BYTES = 4 * 1024 * 1024
 _MEMO_SAFE_TYPES = frozenset({str, int, dt.date, type(None)})
 
 
+_DURATION_UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+# Largest units first, each at most once: "1h30m", "2d", "1.5h", "250ms".
+_DURATION = re.compile(
+    r"(?:(?P<d>\d+(?:\.\d+)?)d)?(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m(?!s))?"
+    r"(?:(?P<s>\d+(?:\.\d+)?)s)?(?:(?P<ms>\d+(?:\.\d+)?)ms)?"
+)
+_DURATION_FORMS = (
+    "seconds (int or float), a timedelta, or a string such as '90s', '5m', '1h', '1d' or '1h30m'"
+)
+
+
+def parse_duration(text: str, what: str) -> float:
+    """Seconds in a duration string (``"90s"``, ``"5m"``, ``"1h30m"``, ``"250ms"``)."""
+    compact = text.strip().lower().replace(" ", "")
+    match = _DURATION.fullmatch(compact) if len(compact) <= 64 else None
+    if not compact or match is None or not any(match.groups()):
+        raise ValueError(
+            f"freshcache: {what}={short_repr(text, 60)} is not a duration; use {_DURATION_FORMS}"
+        )
+    return sum(_DURATION_UNITS[unit] * float(n) for unit, n in match.groupdict().items() if n)
+
+
 def to_ms(value: Seconds, what: str) -> int:
-    if isinstance(value, dt.timedelta):
+    """A duration (any ``Seconds`` form) in whole milliseconds; zero or negative raises."""
+    if isinstance(value, str):
+        value = parse_duration(value, what)
+    elif isinstance(value, dt.timedelta):
         value = value.total_seconds()
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"freshcache: {what} must be seconds (int, float or timedelta)")
-    if value <= 0:
+        raise TypeError(f"freshcache: {what} must be {_DURATION_FORMS}")
+    if not value > 0 or value == float("inf"):
         raise ValueError(f"freshcache: {what} must be positive, got {value!r}")
     return max(1, int(value * 1000))
 
@@ -63,6 +92,7 @@ class FunctionSpec:
         early_refresh: bool,
         early_refresh_beta: float,
         single_flight: bool,
+        condition: Callable[[Any], object] | None = None,
     ) -> None:
         self.func = func
         self.qualname: str = getattr(func, "__qualname__", getattr(func, "__name__", "fn"))
@@ -91,6 +121,10 @@ class FunctionSpec:
             raise ValueError("freshcache: early_refresh_beta must be positive")
         self.early_refresh_beta = early_refresh_beta
         self.single_flight = single_flight
+        if condition is not None and not callable(condition):
+            raise TypeError("freshcache: condition= must be a callable taking the result")
+        #: ``condition(result)`` false: the result is returned, not stored.
+        self.condition = condition
         self._token_keys: BoundedMemo[tuple[str, str], tuple[str, ...]] = BoundedMemo(
             _TOKEN_KEY_MEMO_LIMIT, _TOKEN_KEY_MEMO_BYTES
         )

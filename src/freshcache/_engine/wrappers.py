@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from freshcache._engine.engine import Engine
@@ -24,6 +24,7 @@ P = ParamSpec("P")
 P2 = ParamSpec("P2")
 R = TypeVar("R")
 S = TypeVar("S")
+T = TypeVar("T")
 log = logging.getLogger("freshcache")
 
 
@@ -105,13 +106,26 @@ class AsyncCachedFunction(CachedFunction[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self._cache_ref().engine.call_async(self.spec, args, kwargs)  # type: ignore[return-value]
 
-    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> Any:
+    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, None]:
+        """Drop the entry of these arguments (a tombstone, race-free); must be awaited, and
+        typed so that a forgotten ``await`` is a type-checker error."""
         engine = self._cache_ref().engine
         pattern = engine.entry_pattern(self.spec, args, kwargs)
         return engine.invalidate((pattern,), label=self.spec.prefix_label)
 
     def warm(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self._cache_ref().engine.warm_async(self.spec, args, kwargs)  # type: ignore[return-value]
+
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> AsyncCachedFunction[P, R]: ...
+
+    @overload
+    def __get__(
+        self: AsyncCachedFunction[Concatenate[S, P2], R], instance: S, owner: type | None = None
+    ) -> BoundAsyncCachedFunction[P2, R]: ...
+
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        return self if instance is None else BoundAsyncCachedFunction(self, instance)
 
 
 class SyncCachedFunction(CachedFunction[P, R]):
@@ -120,13 +134,25 @@ class SyncCachedFunction(CachedFunction[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self._cache_ref().engine.call_sync(self.spec, args, kwargs)  # type: ignore[no-any-return]
 
-    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> Any:
+    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> None:
+        """Drop the entry of these arguments (a tombstone, race-free), now."""
         engine = self._cache_ref().engine
         pattern = engine.entry_pattern(self.spec, args, kwargs)
-        return engine.invalidate_sync((pattern,), label=self.spec.prefix_label)
+        engine.invalidate_sync((pattern,), label=self.spec.prefix_label)
 
     def warm(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self._cache_ref().engine.warm_sync(self.spec, args, kwargs)  # type: ignore[no-any-return]
+
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> SyncCachedFunction[P, R]: ...
+
+    @overload
+    def __get__(
+        self: SyncCachedFunction[Concatenate[S, P2], R], instance: S, owner: type | None = None
+    ) -> BoundSyncCachedFunction[P2, R]: ...
+
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        return self if instance is None else BoundSyncCachedFunction(self, instance)
 
 
 class BoundCachedFunction(Generic[P, R]):
@@ -163,6 +189,39 @@ class BoundCachedFunction(Generic[P, R]):
         return f"<bound {self.__func__!r} of {self.__self__!r}>"
 
 
+class BoundAsyncCachedFunction(BoundCachedFunction[P, R]):
+    """A cached ``async def`` method bound to its instance: ``invalidate`` must be awaited."""
+
+    __slots__ = ()
+
+    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, None]:
+        result: Coroutine[Any, Any, None] = self.__func__.invalidate(self.__self__, *args, **kwargs)
+        return result
+
+
+class BoundSyncCachedFunction(BoundCachedFunction[P, R]):
+    """A cached plain method bound to its instance: ``invalidate`` returns nothing."""
+
+    __slots__ = ()
+
+    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> None:
+        self.__func__.invalidate(self.__self__, *args, **kwargs)
+
+
+class CachedDecorator(Protocol):
+    """What ``@cached(...)`` returns: ``async def`` functions become ``AsyncCachedFunction``
+    (``invalidate`` returns a coroutine), plain ones ``SyncCachedFunction`` (it returns
+    ``None``), so a type checker sees a forgotten ``await``."""
+
+    @overload
+    def __call__(  # type: ignore[overload-overlap]
+        self, func: Callable[P, Coroutine[Any, Any, T]]
+    ) -> AsyncCachedFunction[P, Coroutine[Any, Any, T]]: ...
+
+    @overload
+    def __call__(self, func: Callable[P, R]) -> SyncCachedFunction[P, R]: ...
+
+
 def cached(
     ttl: Seconds | None = None,
     key_prefix: str | None = None,
@@ -177,10 +236,11 @@ def cached(
     early_refresh: bool = False,
     early_refresh_beta: float = 1.0,
     single_flight: bool = True,
+    condition: Callable[[Any], object] | None = None,
     cache_ref: CacheRef,
-) -> Callable[[Callable[P, R]], CachedFunction[P, R]]:
+) -> CachedDecorator:
     """``freshcache.cached`` (documented there) with the cache given as a reference."""
-    if isinstance(ttl, str) or (key_prefix is not None and not isinstance(key_prefix, str)):
+    if key_prefix is not None and not isinstance(key_prefix, str):
         raise TypeError("freshcache: use @cached(ttl=SECONDS, key_prefix='a:b')")
 
     def decorate(func: Callable[P, R]) -> CachedFunction[P, R]:
@@ -202,6 +262,7 @@ def cached(
             early_refresh=early_refresh,
             early_refresh_beta=early_refresh_beta,
             single_flight=single_flight,
+            condition=condition,
         )
         # Decided once, here: the call path of each class has no branch for it.
         wrapper: type[CachedFunction[Any, Any]] = (
@@ -209,7 +270,7 @@ def cached(
         )
         return wrapper(func, spec, cache_ref)
 
-    return decorate
+    return decorate  # type: ignore[return-value]  # the overloads say which class, by func
 
 
 # ---------------------------------------------------------------------------------------------
