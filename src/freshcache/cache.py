@@ -217,8 +217,9 @@ class Cache:
 
     async def delete(self, key: str, /, **fields: Any) -> None:
         """Drop the value at ``key`` (as for ``get``): an exact-key invalidation (the
-        value's own token is replaced, so a reader that loaded before it cannot store), kept and replayed if the
-        backend is down, deferred inside ``cache.deferred()`` like any invalidation."""
+        value's own token is replaced, so a reader that loaded before it cannot store), kept
+        and replayed if the backend is down, deferred inside ``cache.deferred()`` like any
+        invalidation."""
         located = self.values.locate(key, fields, "cache.delete")
         await self.engine.invalidate((located.loc.relative,), label=located.label)
 

@@ -293,10 +293,11 @@ async def test_prefix_invalidation_and_delete_drop_a_value(cache: Cache, raw: Ra
     assert await cache.get("other") == 1
     await cache.delete("other")
     assert await cache.get("other", default="gone") == "gone"
-    # delete is a tombstone, not a bare DEL: a reader that loaded before it cannot store
+    # delete replaces the value's own token, not a bare DEL: the old entry is still stored,
+    # and never served again (a reader that loaded before the delete cannot revive it).
     stored = await raw.get(f"{cache.namespace}:other")
     assert stored is not None
-    assert stored.startswith(b"~")
+    assert await cache.get("other", default="gone") == "gone"
     await cache.set("other", 2)  # a later set wins over the tombstone
     assert await cache.get("other") == 2
     await cache.invalidate("*")
@@ -381,7 +382,9 @@ async def test_an_unreachable_backend_is_a_miss_and_a_set_that_did_not_happen() 
         assert await cache.set("k", 1) is False
         await cache.delete("k")  # kept for replay, never raised
         assert cache.health()["pending_invalidations"] == 1
-        assert cache.stats()["k"].errors
+        # Counted: as an error, or as a bypass while the server's identity cannot be checked.
+        stats = cache.stats()["k"]
+        assert stats.errors + stats.bypasses >= 2, stats
     finally:
         await cache.aclose()
 

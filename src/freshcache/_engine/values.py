@@ -5,9 +5,10 @@ A value's key is written relative to the namespace, one literal segment per ``:`
 fields such as ``"user:{user_id}:avatar"`` are filled from keyword arguments and escaped, as in
 ``key_prefix``). Its entry is stamped with the tokens of every prefix of the key (the namespace,
 ``user``, ``user:42``), exactly like a decorated read's, so ``invalidate("user:*")`` or
-``invalidate("user:42:*")`` drops it too; ``delete`` is an exact-key invalidation (it replaces the
-value's own token), never a bare delete. A backend that is down, or invalidations still waiting to be replayed,
-make ``get`` a miss and ``set`` a no-op (``False``): never a stale value, never an exception.
+``invalidate("user:42:*")`` drops it too; ``delete`` is an exact-key invalidation (it replaces
+the value's own token), never a bare delete. A backend that is down, or invalidations still
+waiting to be replayed, make ``get`` a miss and ``set`` a no-op (``False``): never a stale
+value, never an exception.
 """
 
 from __future__ import annotations
