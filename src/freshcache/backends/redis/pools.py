@@ -11,9 +11,11 @@ never holds a stray reply.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -23,23 +25,54 @@ from freshcache.backends.budget import ConnectionBudget
 
 
 class _KeepsSocket:
-    """Mixed into redis-py's async connection classes: remembers the socket, so another
-    thread can shut it down (an idle connection of another loop, or of a loop that is gone,
-    cannot be closed through that loop)."""
+    """Mixed into redis-py's async connection classes: remembers its event loop and socket,
+    so that another thread can close it (an idle connection of another loop, or of a loop
+    that is gone and can no longer run the close)."""
 
+    home: asyncio.AbstractEventLoop | None = None
     transport_socket: Any = None
 
     async def _connect(self) -> None:
         await super()._connect()  # type: ignore[misc]
+        self.home = asyncio.get_running_loop()
         writer = self._writer  # type: ignore[attr-defined]
         self.transport_socket = writer.transport.get_extra_info("socket")
 
-    def shut_down(self) -> None:
-        """Close the connection at the socket level, from any thread: the server sees it go."""
+    def shut_down(self, then: Callable[[], None]) -> None:
+        """Close the connection from any thread; call ``then`` once its socket is closed."""
+        writer, home = self._writer, self.home  # type: ignore[attr-defined]
         sock, self.transport_socket = self.transport_socket, None
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+        if writer is not None and home is not None:
+            if _running_loop() is home:
+                # Called from blocking code inside this loop (a sync call in a coroutine):
+                # the loop cannot run the close before that code returns.
+                writer.close()
+            else:
+                try:
+                    home.call_soon_threadsafe(_close_in_loop, home, writer, then)
+                    return  # the loop closes it properly
+                except RuntimeError:  # the loop is closed
+                    pass
+            # A closed loop runs nothing: end the TCP connection at the socket (the
+            # descriptor itself is released when the transport is collected).
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+        then()
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _close_in_loop(
+    loop: asyncio.AbstractEventLoop, writer: asyncio.StreamWriter, then: Callable[[], None]
+) -> None:
+    writer.close()  # schedules the socket's close on this loop: ``then`` runs after it
+    loop.call_soon(then)
 
 
 _KEEPERS: dict[type, type] = {}
@@ -101,7 +134,9 @@ class AsyncPool(redis.asyncio.ConnectionPool):
     async def discard(self, connection: Any) -> None:
         try:
             with contextlib.suppress(Exception):
-                await connection.disconnect(nowait=True)
+                # Waits until the socket is closed (bounded by the connect timeout): the
+                # permit must not open a new one before this one is gone.
+                await connection.disconnect()
         finally:
             self.budget.give()
 
@@ -110,8 +145,7 @@ class AsyncPool(redis.asyncio.ConnectionPool):
             connection = self.idle.pop(0)  # the least recently used
         except IndexError:
             return False
-        connection.shut_down()
-        self.budget.give()
+        connection.shut_down(self.budget.give)
         return True
 
     def abandon(self) -> None:
