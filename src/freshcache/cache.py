@@ -54,6 +54,7 @@ class Cache:
         pool_timeout: float = 1.0,
         breaker_threshold: int = 5,
         breaker_cooldown: float = 5.0,
+        breaker_cooldown_min: float = 0.1,
         max_value_bytes: int = 1024 * 1024,
         max_connections: int = 50,
         default_ttl: Seconds = 300,
@@ -86,7 +87,9 @@ class Cache:
             url, ConnectionOptions(float(timeout), max_connections, float(pool_timeout), clock)
         )
         self.metrics = Metrics(wall_clock=wall_clock)
-        self.breaker = CircuitBreaker(breaker_threshold, breaker_cooldown, clock)
+        self.breaker = CircuitBreaker(
+            breaker_threshold, breaker_cooldown, clock, cooldown_min=breaker_cooldown_min
+        )
         self.pending = PendingInvalidations(max_pending_invalidations)
         rules = EntryRules(
             default_ttl_ms=to_ms(default_ttl, "default_ttl"),
@@ -109,7 +112,9 @@ class Cache:
         """Build a cache. Options: ``timeout`` (seconds per backend call, default 0.05),
         ``pool_timeout`` (wait for a free pooled connection, default 1.0),
         ``breaker_threshold`` (consecutive failures that open the breaker, default 5),
-        ``breaker_cooldown`` (seconds before a probe, default 5), ``max_value_bytes`` (1 MiB),
+        ``breaker_cooldown_min`` (seconds before the first probe after the breaker opens,
+        default 0.1; each failed probe doubles it), ``breaker_cooldown`` (the longest wait
+        between probes, default 5), ``max_value_bytes`` (1 MiB),
         ``max_connections`` (50), ``default_ttl`` (300 s), ``strategy`` ("generation" or the
         naive "scan"), ``max_pending_invalidations`` (1000; beyond it they collapse into one
         invalidation of the namespace), ``verify_encoding`` (decode once before storing),
