@@ -17,7 +17,7 @@ from typing import Any, Literal
 import orjson
 
 from freshcache import entry as envelope
-from freshcache._engine import wrappers
+from freshcache._engine import shadow, wrappers
 from freshcache._engine.engine import Engine
 from freshcache._engine.health import Health
 from freshcache._engine.invalidation import Strategy
@@ -61,6 +61,7 @@ class Cache:
         strategy: Literal["generation", "scan"] = "generation",
         max_pending_invalidations: int = 1000,
         verify_encoding: bool = True,
+        verify_rate: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -83,8 +84,12 @@ class Cache:
         self.url = url
         self.namespace = namespace
         self.timeout = float(timeout)
+        backend_url, rate_in_url = shadow.split_verify_rate(url)
+        rate = verify_rate if verify_rate is not None else rate_in_url
+        self.verify_rate = shadow.check_rate(rate)
         self.backends: BackendSet = open_backends(
-            url, ConnectionOptions(float(timeout), max_connections, float(pool_timeout), clock)
+            backend_url,
+            ConnectionOptions(float(timeout), max_connections, float(pool_timeout), clock),
         )
         self.metrics = Metrics(wall_clock=wall_clock)
         self.breaker = CircuitBreaker(
@@ -105,6 +110,9 @@ class Cache:
             rules=rules,
             health=Health(self.backends.kind, self.breaker, self.pending, clock),
             ledger=Ledger(self.metrics),
+            shadow=shadow.ShadowReads(self.verify_rate, self.backends)
+            if self.verify_rate
+            else None,
         )
 
     @classmethod
@@ -118,6 +126,9 @@ class Cache:
         ``max_connections`` (50), ``default_ttl`` (300 s), ``strategy`` ("generation" or the
         naive "scan"), ``max_pending_invalidations`` (1000; beyond it they collapse into one
         invalidation of the namespace), ``verify_encoding`` (decode once before storing),
+        ``verify_rate`` (the fraction of hits recomputed in the background and compared with
+        the cached value, counted as ``shadow_checks`` / ``stale_hits``; default 0, off; also
+        ``?verify_rate=0.001`` in the URL; see docs/shadow-reads.md),
         ``clock`` (monotonic seconds: TTLs of memory://, breaker, lock waits, latencies) and
         ``wall_clock`` (epoch seconds: the expiry stamped into entries)."""
         return cls(url, namespace=namespace, **options)
@@ -189,9 +200,13 @@ class Cache:
     # ------------------------------------------------------------------ lifecycle
 
     async def aclose(self) -> None:
+        if self.engine.shadow is not None:
+            self.engine.shadow.close()
         await self.backends.aclose()
 
     def close(self) -> None:
+        if self.engine.shadow is not None:
+            self.engine.shadow.close()
         self.backends.close()
 
     async def __aenter__(self) -> Cache:
