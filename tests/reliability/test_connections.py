@@ -15,9 +15,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import gc
+import multiprocessing
+import os
 import threading
 import warnings
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -192,3 +195,31 @@ def test_loops_that_ended_give_their_connections_back(private_redis: RedisServer
         gc.collect()
     assert max(seen) <= 5, seen
     assert wait_for_connections(private_redis, 0) == 0
+
+
+def _read_in_child(cache: Cache, out: Any) -> None:
+    _, triple = _answers(cache)
+    out.send([triple(n % 50) for n in range(2000)])  # type: ignore[operator]
+    out.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
+def test_a_forked_child_never_uses_the_parents_sockets(private_redis: RedisServer) -> None:
+    """The parent's idle connections are inherited by a forked child: using one from both
+    processes could hand a reply to the wrong one. The child opens its own."""
+    cache = Cache.from_url(private_redis.url, namespace="fork", max_connections=4, **PATIENT)
+    _, triple = _answers(cache)
+    assert [triple(n) for n in range(50)] == [n * 3 for n in range(50)]  # type: ignore[operator]
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_read_in_child, args=(cache, send))
+    child.start()
+    send.close()
+    # The parent keeps reading on its sockets while the child reads on its own.
+    got = [triple(n % 50) for n in range(2000)]  # type: ignore[operator]
+    assert got == [n % 50 * 3 for n in range(2000)]
+    assert receive.recv() == [n % 50 * 3 for n in range(2000)]
+    child.join()
+    assert child.exitcode == 0
+    assert [triple(n) for n in range(50)] == [n * 3 for n in range(50)]  # type: ignore[operator]
+    cache.close()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
 import threading
 import weakref
 from typing import Any, Protocol
@@ -33,6 +34,10 @@ class Holder(Protocol):
 
     def put_back(self, connection: Any) -> None:
         """Take back a connection handed to a waiter that was cancelled before using it."""
+        ...
+
+    def forget_inherited(self) -> None:
+        """In a forked child: drop (never use, never close) the parent's idle connections."""
         ...
 
 
@@ -92,6 +97,7 @@ class ConnectionBudget:
         self._lock = threading.Lock()
         self._waiters: collections.deque[Waiter] = collections.deque()
         self._holders: weakref.WeakSet[Any] = weakref.WeakSet()
+        _BUDGETS.add(self)
 
     @property
     def in_use(self) -> int:
@@ -104,6 +110,16 @@ class ConnectionBudget:
 
     def register(self, holder: Holder) -> None:
         self._holders.add(holder)
+
+    def forget_inherited(self) -> None:
+        """After a fork, in the child: the parent's sockets are not ours to use (a reply
+        could go to either process). Every pool forgets its idle connections and the
+        permits start over; new connections are opened as needed."""
+        self._lock = threading.Lock()
+        self._free = self.size
+        self._waiters.clear()
+        for holder in list(self._holders):
+            holder.forget_inherited()
 
     def try_take(self) -> bool:
         with self._lock:
@@ -193,3 +209,15 @@ class ConnectionBudget:
                     self.give()
             raise
         return waiter.connection
+
+
+_BUDGETS: weakref.WeakSet[ConnectionBudget] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for budget in list(_BUDGETS):
+        budget.forget_inherited()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_after_fork_in_child)

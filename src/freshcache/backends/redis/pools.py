@@ -148,6 +148,9 @@ class AsyncPool(redis.asyncio.ConnectionPool):
         connection.shut_down(self.budget.give)
         return True
 
+    def forget_inherited(self) -> None:
+        self.idle = []
+
     def abandon(self) -> None:
         """Close from outside the pool's loop (it may be closed): idle connections are shut
         down at the socket; any still in use are discarded when they come back."""
@@ -221,6 +224,9 @@ class SyncPool(redis.ConnectionPool):
             return False
         self.discard(connection)
         return True
+
+    def forget_inherited(self) -> None:
+        self.idle = collections.deque()
 
     def disconnect(self, inuse_connections: bool = True) -> None:
         self.closed = True
