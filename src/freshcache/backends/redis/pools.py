@@ -39,40 +39,21 @@ class _KeepsSocket:
         self.transport_socket = writer.transport.get_extra_info("socket")
 
     def shut_down(self, then: Callable[[], None]) -> None:
-        """Close the connection from any thread; call ``then`` once its socket is closed."""
+        """Close the connection from any thread; call ``then`` once the server has been told.
+
+        The TCP connection is ended here, at the socket, and ``then`` runs at once: waiting
+        for the connection's own loop could wait forever (that loop may be blocked, for
+        instance on a thread that is itself waiting for this permit, or closed). The loop
+        releases the descriptor when it next runs."""
         writer, home = self._writer, self.home  # type: ignore[attr-defined]
         sock, self.transport_socket = self.transport_socket, None
-        if writer is not None and home is not None:
-            if _running_loop() is home:
-                # Called from blocking code inside this loop (a sync call in a coroutine):
-                # the loop cannot run the close before that code returns.
-                writer.close()
-            else:
-                try:
-                    home.call_soon_threadsafe(_close_in_loop, home, writer, then)
-                    return  # the loop closes it properly
-                except RuntimeError:  # the loop is closed
-                    pass
-            # A closed loop runs nothing: end the TCP connection at the socket (the
-            # descriptor itself is released when the transport is collected).
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        if writer is not None and home is not None and not home.is_closed():
+            with contextlib.suppress(RuntimeError):  # closed meanwhile
+                home.call_soon_threadsafe(writer.close)
         then()
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
-def _close_in_loop(
-    loop: asyncio.AbstractEventLoop, writer: asyncio.StreamWriter, then: Callable[[], None]
-) -> None:
-    writer.close()  # schedules the socket's close on this loop: ``then`` runs after it
-    loop.call_soon(then)
 
 
 _KEEPERS: dict[type, type] = {}
