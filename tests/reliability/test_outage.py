@@ -153,7 +153,9 @@ async def test_pending_invalidations_are_bounded_and_collapse_to_everything(
 async def test_1000_concurrent_callers_get_answers_through_a_small_pool(
     redis_url: str, unique_namespace: str
 ) -> None:
-    cache = Cache.from_url(redis_url, namespace=unique_namespace, max_connections=10, timeout=1.0)
+    cache = Cache.from_url(
+        redis_url, namespace=unique_namespace, max_connections=10, timeout=1.0, pool_timeout=60.0
+    )
 
     @cache.cached(ttl=60, key_prefix="load")
     async def value(i: int) -> int:
