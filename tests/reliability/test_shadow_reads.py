@@ -235,3 +235,10 @@ async def test_verify_rate_in_the_url(redis_url: str, unique_namespace: str) -> 
 def test_bad_verify_rates_are_named(url: str, options: dict[str, object]) -> None:
     with pytest.raises(ValueError, match="verify_rate"):
         Cache(url, **options)  # type: ignore[arg-type]
+
+
+def test_measured_staleness_of_a_service_with_shadow_reads_off_is_empty() -> None:
+    text = render_metrics(Cache("memory://")).decode()
+    assert measured_staleness(text) == []
+    with pytest.raises(ValueError, match="."):
+        measured_staleness("this is { not prometheus text")
