@@ -40,13 +40,16 @@ def measured_staleness(text: str) -> list[MeasuredStaleness]:
             "pip install 'freshcache[prometheus]'"
         ) from None
     found: dict[tuple[str, str], list[float]] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name not in (CHECKS, STALE):
-                continue
-            key = (sample.labels.get("namespace", ""), sample.labels.get("prefix", ""))
-            counts = found.setdefault(key, [0.0, 0.0])
-            counts[0 if sample.name == CHECKS else 1] += sample.value
+    try:
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name not in (CHECKS, STALE):
+                    continue
+                key = (sample.labels.get("namespace", ""), sample.labels.get("prefix", ""))
+                counts = found.setdefault(key, [0.0, 0.0])
+                counts[0 if sample.name == CHECKS else 1] += sample.value
+    except ValueError as exc:
+        raise ValueError(f"not a Prometheus text exposition: {exc}") from None
     return [
         MeasuredStaleness(namespace, prefix, checks, stale)
         for (namespace, prefix), (checks, stale) in sorted(found.items())

@@ -240,5 +240,5 @@ def test_bad_verify_rates_are_named(url: str, options: dict[str, object]) -> Non
 def test_measured_staleness_of_a_service_with_shadow_reads_off_is_empty() -> None:
     text = render_metrics(Cache("memory://")).decode()
     assert measured_staleness(text) == []
-    with pytest.raises(ValueError, match="."):
+    with pytest.raises(ValueError, match="not a Prometheus text exposition"):
         measured_staleness("this is { not prometheus text")
