@@ -19,13 +19,16 @@ from typing import Any
 
 from benchmarks.common import PAYLOAD, Mode, RowResult, Summary, Table, Target, fmt, summarise
 from benchmarks.libs import ASYNC_LIBS as _ASYNC_LIBS
-from benchmarks.libs import SYNC_LIBS, Subject, build_async, build_sync
+from benchmarks.libs import SYNC_LIBS as _SYNC_LIBS
+from benchmarks.libs import VERIFY_RATE, Subject, build_async, build_sync
 
 CONCURRENCY = (1, 16, 64)
 HEAVY_CONCURRENCY = 1000
 HIT_ARG = 7
-#: The hit row also shows the floor on the waiting pool freshcache uses (see the notes).
-ASYNC_LIBS = (*_ASYNC_LIBS, "floor-blocking")
+#: The hit row also shows the floor on the waiting pool freshcache uses (see the notes), and
+#: freshcache with the sampled shadow read on (verify_rate=0.001): its cost on the hit path.
+ASYNC_LIBS = (*_ASYNC_LIBS, "floor-blocking", "freshcache-verify")
+SYNC_LIBS = (*_SYNC_LIBS, "freshcache-verify")
 
 
 def _rotate(items: tuple[str, ...], r: int) -> list[str]:
@@ -308,6 +311,8 @@ def run(ctx: Any) -> RowResult:
         "floor-blocking: the same on redis-py's BlockingConnectionPool, which freshcache uses "
         "so that callers wait for a connection instead of failing",
         "every library: same server, pool of 128, 50 ms socket timeout, hiredis, no retries",
+        f"freshcache-verify: freshcache with verify_rate={VERIFY_RATE} (one hit in "
+        f"{round(1 / VERIFY_RATE)} recomputed in the background and compared)",
     ]
     row.tables.append(_us_table("Hit path, sync, sequential", s["hit_us"], SYNC_LIBS))
     row.tables.append(
@@ -363,7 +368,7 @@ def run(ctx: Any) -> RowResult:
                 ratio <= 1.10,
             )
         )
-        others = [lib for lib in libs if not lib.startswith("floor") and lib != "freshcache"]
+        others = [lib for lib in libs if not lib.startswith(("floor", "freshcache"))]
         slower = [lib for lib in others if hit[lib].median <= hit["freshcache"].median]
         row.targets.append(
             Target(
@@ -371,6 +376,16 @@ def run(ctx: Any) -> RowResult:
                 "fastest after the floor",
                 "faster than all" if not slower else f"not faster than {', '.join(slower)}",
                 not slower,
+            )
+        )
+        overhead = hit["freshcache-verify"].median / hit["freshcache"].median
+        row.targets.append(
+            Target(
+                f"shadow reads at verify_rate={VERIFY_RATE}: hit path ≤ 1.05× without ({face})",
+                "≤ 1.05×",
+                f"{overhead:.2f}× ({fmt(hit['freshcache-verify'].median)} µs vs "
+                f"{fmt(hit['freshcache'].median)} µs)",
+                overhead <= 1.05,
             )
         )
     fc = heavy["freshcache"]

@@ -44,6 +44,8 @@ from benchmarks.common import POOL_SIZE, SOCKET_TIMEOUT
 ASYNC_LIBS = ("floor", "freshcache", "cashews", "aiocache", "naive")
 SYNC_LIBS = ("floor", "freshcache", "dogpile", "naive")
 NAMESPACE = "bench"
+#: "freshcache-verify": freshcache with the sampled shadow read on, at the suggested rate.
+VERIFY_RATE = 0.001
 
 # cashews and aiocache log every failed command at ERROR with a traceback; an outage run
 # would print thousands of them. The outcome is measured, not read from logs.
@@ -143,10 +145,12 @@ def build_async(
             lambda arg: [f"{NAMESPACE}:{name}:{arg}"],
         )
 
-    if lib == "freshcache":
+    if lib in ("freshcache", "freshcache-verify"):
         import freshcache
 
         options = {"timeout": timeout, "max_connections": POOL_SIZE, **(cache_options or {})}
+        if lib == "freshcache-verify":
+            options.setdefault("verify_rate", VERIFY_RATE)
         cache = freshcache.Cache.from_url(url, namespace=NAMESPACE, **options)
 
         async def fc_body(arg: int) -> dict:  # type: ignore[type-arg]
@@ -326,10 +330,12 @@ def build_sync(
             lambda arg: [f"{NAMESPACE}:{name}:{arg}"],
         )
 
-    if lib == "freshcache":
+    if lib in ("freshcache", "freshcache-verify"):
         import freshcache
 
         options = {"timeout": timeout, "max_connections": POOL_SIZE, **(cache_options or {})}
+        if lib == "freshcache-verify":
+            options.setdefault("verify_rate", VERIFY_RATE)
         cache = freshcache.Cache.from_url(url, namespace=NAMESPACE, **options)
 
         def fc_body(arg: int) -> dict:  # type: ignore[type-arg]

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import orjson
 
 from freshcache import entry as envelope
-from freshcache._engine import wrappers
+from freshcache._engine import shadow, wrappers
 from freshcache._engine.bypass import Bypass
 from freshcache._engine.engine import Engine
 from freshcache._engine.health import Health
@@ -56,12 +56,14 @@ class Cache:
         pool_timeout: float = 1.0,
         breaker_threshold: int = 5,
         breaker_cooldown: float = 5.0,
+        breaker_cooldown_min: float = 0.1,
         max_value_bytes: int = 1024 * 1024,
         max_connections: int = 50,
         default_ttl: Seconds = 300,
         strategy: Literal["generation", "scan"] = "generation",
         max_pending_invalidations: int = 1000,
         verify_encoding: bool = True,
+        verify_rate: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -84,11 +86,17 @@ class Cache:
         self.url = url
         self.namespace = namespace
         self.timeout = float(timeout)
+        backend_url, rate_in_url = shadow.split_verify_rate(url)
+        rate = verify_rate if verify_rate is not None else rate_in_url
+        self.verify_rate = shadow.check_rate(rate)
         self.backends: BackendSet = open_backends(
-            url, ConnectionOptions(float(timeout), max_connections, float(pool_timeout), clock)
+            backend_url,
+            ConnectionOptions(float(timeout), max_connections, float(pool_timeout), clock),
         )
         self.metrics = Metrics(wall_clock=wall_clock)
-        self.breaker = CircuitBreaker(breaker_threshold, breaker_cooldown, clock)
+        self.breaker = CircuitBreaker(
+            breaker_threshold, breaker_cooldown, clock, cooldown_min=breaker_cooldown_min
+        )
         self.pending = PendingInvalidations(max_pending_invalidations)
         rules = EntryRules(
             default_ttl_ms=to_ms(default_ttl, "default_ttl"),
@@ -104,6 +112,9 @@ class Cache:
             rules=rules,
             health=Health(self.backends.kind, self.breaker, self.pending, clock),
             ledger=Ledger(self.metrics),
+            shadow=shadow.ShadowReads(self.verify_rate, self.backends)
+            if self.verify_rate
+            else None,
         )
         self.values = Values(self.engine)
 
@@ -112,11 +123,16 @@ class Cache:
         """Build a cache. Options: ``timeout`` (seconds per backend call, default 0.05),
         ``pool_timeout`` (wait for a free pooled connection, default 1.0),
         ``breaker_threshold`` (consecutive failures that open the breaker, default 5),
-        ``breaker_cooldown`` (seconds before a probe, default 5), ``max_value_bytes`` (1 MiB),
+        ``breaker_cooldown_min`` (seconds before the first probe after the breaker opens,
+        default 0.1; each failed probe doubles it), ``breaker_cooldown`` (the longest wait
+        between probes, default 5), ``max_value_bytes`` (1 MiB),
         ``max_connections`` (50), ``default_ttl`` (300 s; like every duration here, seconds, a
         ``timedelta`` or a string such as ``"5m"``, ``"1h30m"``), ``strategy`` ("generation" or the
         naive "scan"), ``max_pending_invalidations`` (1000; beyond it they collapse into one
         invalidation of the namespace), ``verify_encoding`` (decode once before storing),
+        ``verify_rate`` (the fraction of hits recomputed in the background and compared with
+        the cached value, counted as ``shadow_checks`` / ``stale_hits``; default 0, off; also
+        ``?verify_rate=0.001`` in the URL; see docs/shadow-reads.md),
         ``clock`` (monotonic seconds: TTLs of memory://, breaker, lock waits, latencies) and
         ``wall_clock`` (epoch seconds: the expiry stamped into entries)."""
         return cls(url, namespace=namespace, **options)
@@ -274,12 +290,16 @@ class Cache:
         then close the connections. Returns the patterns that could not be applied (also
         logged as an error): other processes may read those stale until their TTL."""
         left = await self.engine.flush_async(flush_timeout)
+        if self.engine.shadow is not None:
+            self.engine.shadow.close()
         await self.backends.aclose()
         return left
 
     def close(self, flush_timeout: float = 2.0) -> list[str]:
         """``aclose`` for synchronous code."""
         left = self.engine.flush_sync(flush_timeout)
+        if self.engine.shadow is not None:
+            self.engine.shadow.close()
         self.backends.close()
         return left
 

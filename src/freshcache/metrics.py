@@ -37,7 +37,11 @@ class Counters:
         "lock_waits",
         "misses",
         "sets",
+        "shadow_checks",
+        "shadow_errors",
+        "shadow_skipped",
         "stale",
+        "stale_hits",
     )
 
     def __init__(self) -> None:
@@ -53,6 +57,11 @@ class Counters:
         self.latency_buckets = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
         self.latency_count = 0
+        # The sampled shadow reads (``verify_rate``): hits recomputed in the background.
+        self.shadow_checks = 0
+        self.stale_hits = 0
+        self.shadow_errors = 0
+        self.shadow_skipped = 0
 
     def observe(self, seconds: float) -> None:
         self.latency_buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
@@ -79,6 +88,12 @@ class PrefixStats:
     latency_count: int
     latency_sum: float
     latency_buckets: tuple[int, ...]
+    #: Hits recomputed in the background and compared (``verify_rate``).
+    shadow_checks: int = 0
+    #: Of those, the ones whose fresh value differed while the entry was not invalidated.
+    stale_hits: int = 0
+    shadow_errors: int = 0
+    shadow_skipped: int = 0
 
     @property
     def lookups(self) -> int:
@@ -88,6 +103,11 @@ class PrefixStats:
     def hit_ratio(self) -> float:
         lookups = self.lookups
         return self.hits / lookups if lookups else 0.0
+
+    @property
+    def stale_hit_rate(self) -> float | None:
+        """Measured share of stale hits among the shadow checks; None before any check."""
+        return self.stale_hits / self.shadow_checks if self.shadow_checks else None
 
     @property
     def mean_latency(self) -> float:
@@ -100,6 +120,7 @@ class PrefixStats:
         data["bypasses_by_reason"] = dict(self.bypasses_by_reason)
         data["latency_buckets"] = list(self.latency_buckets)
         data["hit_ratio"] = self.hit_ratio
+        data["stale_hit_rate"] = self.stale_hit_rate
         return data
 
 
@@ -168,4 +189,8 @@ def _freeze(prefix: str, c: Counters) -> PrefixStats:
         latency_count=c.latency_count,
         latency_sum=c.latency_sum,
         latency_buckets=tuple(c.latency_buckets),
+        shadow_checks=c.shadow_checks,
+        stale_hits=c.stale_hits,
+        shadow_errors=c.shadow_errors,
+        shadow_skipped=c.shadow_skipped,
     )

@@ -22,18 +22,30 @@ class BreakerState(enum.Enum):
 
 
 class CircuitBreaker:
-    """Opens after ``threshold`` consecutive failures; after ``cooldown`` seconds lets one probe
-    through (half-open), closing on its success and re-opening on its failure."""
+    """Opens after ``threshold`` consecutive failures; after a cool-down lets one probe
+    through (half-open), closing on its success and re-opening on its failure.
+
+    The cool-down starts short (``cooldown_min``) and doubles each time a probe fails, up to
+    ``cooldown``: a stall of a fraction of a second costs a fraction of a second of uncached
+    reads, while a backend that stays down is probed ever more rarely. A success resets it."""
 
     def __init__(
-        self, threshold: int = 5, cooldown: float = 5.0, clock: Callable[[], float] = time.monotonic
+        self,
+        threshold: int = 5,
+        cooldown: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+        cooldown_min: float = 0.1,
     ) -> None:
         if threshold < 1:
             raise ValueError("freshcache: breaker_threshold must be at least 1")
-        if cooldown < 0:
-            raise ValueError("freshcache: breaker_cooldown must not be negative")
+        for name, value in (("breaker_cooldown", cooldown), ("breaker_cooldown_min", cooldown_min)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ValueError(f"freshcache: {name} must be a number of seconds, not negative")
         self.threshold = threshold
-        self.cooldown = cooldown
+        self.cooldown = cooldown  # the longest cool-down
+        self.cooldown_min = min(cooldown_min, cooldown)
+        #: The cool-down of the current (or next) opening.
+        self.current_cooldown = self.cooldown_min
         self._clock = clock
         self._failures = 0
         self.state = BreakerState.CLOSED  # read on every call: a plain attribute, no property
@@ -41,6 +53,8 @@ class CircuitBreaker:
         self._probe_started = 0.0
         self._lock = threading.Lock()
         self.opened_count = 0
+        #: Calls let through to find out whether the backend is back (half-open).
+        self.probes = 0
 
     def allow(self) -> bool:
         """May a call go to the backend now? Costs no I/O; the hot path calls it every time."""
@@ -48,14 +62,17 @@ class CircuitBreaker:
             return True
         now = self._clock()
         with self._lock:
-            if self.state is BreakerState.OPEN and now - self._opened_at >= self.cooldown:
+            cooldown = self.current_cooldown
+            if self.state is BreakerState.OPEN and now - self._opened_at >= cooldown:
                 self.state = BreakerState.HALF_OPEN
                 self._probe_started = now
+                self.probes += 1
                 return True  # this caller is the probe
             if self.state is BreakerState.HALF_OPEN and now - self._probe_started >= max(
-                self.cooldown, 1.0
+                cooldown, 1.0
             ):
                 self._probe_started = now  # the probe never reported back: let another try
+                self.probes += 1
                 return True
             return False
 
@@ -65,15 +82,21 @@ class CircuitBreaker:
         with self._lock:
             self._failures = 0
             self.state = BreakerState.CLOSED
+            self.current_cooldown = self.cooldown_min
 
     def record_failure(self) -> None:
         with self._lock:
             self._failures += 1
-            if self.state is BreakerState.HALF_OPEN or self._failures >= self.threshold:
-                if self.state is not BreakerState.OPEN:
-                    self.opened_count += 1
-                self.state = BreakerState.OPEN
-                self._opened_at = self._clock()
+            if self.state is BreakerState.HALF_OPEN:
+                # The probe failed: the backend is still down, wait twice as long this time.
+                self.current_cooldown = min(max(self.current_cooldown * 2, 1e-3), self.cooldown)
+            elif self.state is BreakerState.CLOSED and self._failures >= self.threshold:
+                self.current_cooldown = self.cooldown_min
+            else:
+                return
+            self.opened_count += 1
+            self.state = BreakerState.OPEN
+            self._opened_at = self._clock()
 
 
 class PendingInvalidations:

@@ -32,6 +32,7 @@ from freshcache._engine.ledger import Ledger
 from freshcache._engine.replayer import Replayer
 from freshcache._engine.rules import NO_VALUE, EntryRules
 from freshcache._engine.scope import Scope, current
+from freshcache._engine.shadow import ShadowReads
 from freshcache._engine.spec import FunctionSpec
 from freshcache.backends import BackendError, BackendSet
 from freshcache.resilience import BreakerState
@@ -58,6 +59,7 @@ class Engine:
         rules: EntryRules,
         health: Health,
         ledger: Ledger,
+        shadow: ShadowReads | None = None,
     ) -> None:
         self.keys = keys
         self.backends = backends
@@ -65,6 +67,8 @@ class Engine:
         self.rules = rules
         self.health = health
         self.ledger = ledger
+        #: The sampled shadow reads; None when ``verify_rate`` is 0 (one test per hit).
+        self.shadow = shadow
         self.clock = health.clock
         self.flights = Flights()
         self.drivers = Drivers(backends, self.flights)
@@ -126,6 +130,9 @@ class Engine:
         ):
             counters.hits += 1
             counters.observe(self.clock() - started)
+            shadow = self.shadow
+            if shadow is not None and shadow.due():
+                shadow.check_async(spec, args, kwargs, loc, values, value, counters)
             return value
         lookup = flows.Lookup(spec, loc, counters)
         flow = flows.after_read(self.context, lookup, values, value, stamp)
@@ -160,6 +167,9 @@ class Engine:
         ):
             counters.hits += 1
             counters.observe(self.clock() - started)
+            shadow = self.shadow
+            if shadow is not None and shadow.due():
+                shadow.check_sync(spec, args, kwargs, loc, values, value, counters)
             return value
         lookup = flows.Lookup(spec, loc, counters)
         flow = flows.after_read(self.context, lookup, values, value, stamp)

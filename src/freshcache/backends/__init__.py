@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from freshcache.backends.base import AsyncBackend, BackendError, EntryKeys, SyncBackend
+from freshcache.backends.budget import ConnectionBudget
 
 __all__ = [
     "AsyncBackend",
@@ -47,6 +48,8 @@ class BackendSet:
         self._async: AsyncBackend | None = None
         self._sync: SyncBackend | None = None
         self._lock = threading.Lock()
+        # One bound on the sockets to the server for both faces and every event loop.
+        self.budget = ConnectionBudget(options.max_connections, options.pool_timeout)
         if self.kind == "cluster":
             import importlib
 
@@ -106,7 +109,7 @@ class BackendSet:
         from freshcache.backends import redis as redis_backend
 
         cls = redis_backend.AsyncRedisBackend if async_ else redis_backend.SyncRedisBackend
-        return cls(self.url, o.timeout, o.max_connections, o.pool_timeout)
+        return cls(self.url, o.timeout, o.max_connections, o.pool_timeout, budget=self.budget)
 
     async def aclose(self) -> None:
         if self._async is not None:
@@ -117,6 +120,10 @@ class BackendSet:
     def close(self) -> None:
         if self._sync is not None and self.kind != "memory":
             self._sync.close()
+        # The async clients' sockets too: a sync caller has no loop to await them on.
+        close_from_sync = getattr(self._async, "close_from_sync", None)
+        if close_from_sync is not None:
+            close_from_sync()
 
 
 def _scheme(url: str) -> str:

@@ -58,6 +58,23 @@ class FreshcacheCollector(Collector):
             "early_refreshes": CounterMetricFamily(
                 "freshcache_early_refreshes", "Probabilistic early recomputations.", labels=labels
             ),
+            # The sampled shadow reads (verify_rate): stale_hits / shadow_checks is the
+            # measured share of hits served although the source had changed.
+            "shadow_checks": CounterMetricFamily(
+                "freshcache_shadow_checks",
+                "Hits recomputed in the background and compared with the cached value.",
+                labels=labels,
+            ),
+            "stale_hits": CounterMetricFamily(
+                "freshcache_stale_hits",
+                "Shadow checks whose fresh value differed from a hit never invalidated.",
+                labels=labels,
+            ),
+            "shadow_errors": CounterMetricFamily(
+                "freshcache_shadow_errors",
+                "Shadow checks that failed (the function or the backend raised).",
+                labels=labels,
+            ),
         }
         invalidations = CounterMetricFamily(
             "freshcache_invalidations", "Invalidations applied, by kind.", labels=[*labels, "kind"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,10 +11,12 @@ import redis.asyncio
 from redis.backoff import NoBackoff
 
 from freshcache.backends.base import EntryKeys
-from freshcache.backends.redis.errors import Gate
+from freshcache.backends.budget import ConnectionBudget
+from freshcache.backends.redis.errors import GATE
 from freshcache.backends.redis.identity import identity_of
 from freshcache.backends.redis.lane import ReadLane
 from freshcache.backends.redis.options import pool_options
+from freshcache.backends.redis.pools import AsyncPool
 from freshcache.backends.redis.scripts import (
     RELEASE_LOCK,
     SCAN_COUNT,
@@ -26,9 +29,25 @@ async def _ask(client: redis.asyncio.Redis, *command: Any) -> Any:
     return await client.execute_command(*command)  # type: ignore[no-untyped-call]
 
 
+class LoopClient:
+    """The client of one event loop: its bounded pool, the hit lane on it, the scripts."""
+
+    __slots__ = ("client", "lane", "pool", "release", "store")
+
+    def __init__(self, url: str, budget: ConnectionBudget, options: dict[str, Any]) -> None:
+        self.pool = AsyncPool.bounded(url, budget, **options)
+        self.pool.connection_kwargs["retry"] = redis.asyncio.retry.Retry(NoBackoff(), 0)
+        self.client = redis.asyncio.Redis.from_pool(self.pool)
+        self.lane = ReadLane(self.pool)
+        self.store = self.client.register_script(STORE_IF_UNCHANGED)
+        self.release = self.client.register_script(RELEASE_LOCK)
+
+
 class AsyncRedisBackend:
-    """A client belongs to one event loop; a new loop gets a new client. Every command runs
-    inside ``self._gate``: the bound on connections, and the translation of errors."""
+    """A client belongs to one event loop: each loop that uses the backend gets its own, kept
+    for as long as that loop lives (never traded back and forth), and all of them draw their
+    connections from one ``ConnectionBudget`` (shared with the sync face when the cache gives
+    one). Every command runs inside ``GATE``, the translation of errors."""
 
     kind = "redis"
 
@@ -39,51 +58,52 @@ class AsyncRedisBackend:
         max_connections: int,
         pool_timeout: float,
         connect_timeout: float | None = None,
+        budget: ConnectionBudget | None = None,
     ) -> None:
         self.url = url
         self._options = pool_options(timeout, max_connections, pool_timeout, connect_timeout)
-        del self._options["timeout"]  # the pool-wait bound is the Gate's job here
-        self._max_connections = max_connections
-        self._pool_timeout = pool_timeout
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._client: redis.asyncio.Redis | None = None
-        self._gate = Gate(max_connections, pool_timeout)
-        self._lane: ReadLane | None = None
-        self._store: Any = None
-        self._release: Any = None
+        del self._options["timeout"]  # the wait for a free connection is the budget's
+        self.budget = budget or ConnectionBudget(max_connections, pool_timeout)
+        self._loops: dict[asyncio.AbstractEventLoop, LoopClient] = {}
+        self._lock = threading.Lock()
 
-    def _connect(self) -> redis.asyncio.Redis:
+    def _here(self) -> LoopClient:
+        here = self._loops.get(asyncio.get_running_loop())
+        return here if here is not None else self._open()
+
+    def _open(self) -> LoopClient:
         loop = asyncio.get_running_loop()
-        if self._client is not None and self._loop is loop:
-            return self._client
-        pool = redis.asyncio.ConnectionPool.from_url(self.url, **self._options)
-        pool.connection_kwargs["retry"] = redis.asyncio.retry.Retry(NoBackoff(), 0)
-        client = redis.asyncio.Redis.from_pool(pool)
-        self._client, self._loop = client, loop
-        self._gate = Gate(self._max_connections, self._pool_timeout)
-        self._lane = ReadLane(pool)
-        self._store = client.register_script(STORE_IF_UNCHANGED)
-        self._release = client.register_script(RELEASE_LOCK)
-        return client
+        with self._lock:
+            for old in [old for old in self._loops if old.is_closed()]:
+                # A loop that is gone cannot close its sockets: shut them down from here.
+                self._loops.pop(old).pool.abandon()
+            here = self._loops.get(loop)
+            if here is None:
+                here = self._loops[loop] = LoopClient(self.url, self.budget, self._options)
+        return here
 
     @property
     def client(self) -> redis.asyncio.Redis:
         """The client of the running loop (for tools and tests that need raw commands)."""
-        return self._connect()
+        return self._here().client
+
+    @property
+    def loops(self) -> int:
+        """How many event loops have a client now."""
+        return len(self._loops)
 
     async def get_many(self, keys: EntryKeys) -> list[bytes | None]:
-        if self._loop is not asyncio.get_running_loop():
-            self._connect()
-        lane = self._lane
-        assert lane is not None
-        async with self._gate:
-            return await lane.mget(keys.fetch)
+        here = self._loops.get(asyncio.get_running_loop())
+        if here is None:
+            here = self._open()
+        async with GATE:
+            return await here.lane.mget(keys.fetch)
 
     async def create_tokens(
         self, keys: EntryKeys, missing: Sequence[str], fresh: Sequence[bytes], ttl_ms: int
     ) -> list[bytes]:
-        client = self._connect()
-        async with self._gate, client.pipeline(transaction=False) as pipe:
+        client = self._here().client
+        async with GATE, client.pipeline(transaction=False) as pipe:
             for key, token in zip(missing, fresh, strict=True):
                 pipe.execute_command("SET", key, token, "NX", "GET", "PX", ttl_ms, get=True)
             previous = await pipe.execute()
@@ -92,14 +112,14 @@ class AsyncRedisBackend:
     async def store_if_unchanged(
         self, keys: EntryKeys, value: bytes, ttl_ms: int, lease: bytes, token_ttl_ms: int
     ) -> bool:
-        self._connect()
-        async with self._gate:
-            stored = await self._store(keys=keys.fetch, args=[value, ttl_ms, lease, token_ttl_ms])
+        store = self._here().store
+        async with GATE:
+            stored = await store(keys=keys.fetch, args=[value, ttl_ms, lease, token_ttl_ms])
         return bool(stored)
 
     async def set(self, key: str, value: bytes, ttl_ms: int) -> None:
-        client = self._connect()
-        async with self._gate:
+        client = self._here().client
+        async with GATE:
             await _ask(client, "SET", key, value, "PX", ttl_ms)
 
     async def bump(self, token_key: str, token: bytes, ttl_ms: int) -> None:
@@ -109,8 +129,8 @@ class AsyncRedisBackend:
         await self.delete((token_key,))
 
     async def server_identity(self) -> bytes | None:
-        client = self._connect()
-        async with self._gate, client.pipeline(transaction=False) as pipe:
+        client = self._here().client
+        async with GATE, client.pipeline(transaction=False) as pipe:
             pipe.execute_command("INFO", "server")
             pipe.execute_command("INFO", "replication")
             server, replication = await pipe.execute()
@@ -119,16 +139,16 @@ class AsyncRedisBackend:
     async def delete(self, keys: Sequence[str]) -> int:
         if not keys:
             return 0
-        client = self._connect()
-        async with self._gate:
+        client = self._here().client
+        async with GATE:
             return int(await _ask(client, "UNLINK", *keys))
 
     async def delete_matching(self, match: str, keep_prefix: str) -> int:
-        client = self._connect()
+        client = self._here().client
         deleted = 0
         batch: list[bytes] = []
         keep = keep_prefix.encode()
-        async with self._gate:
+        async with GATE:
             async for key in client.scan_iter(match=match, count=SCAN_COUNT):
                 if key.startswith(keep):
                     continue
@@ -141,25 +161,25 @@ class AsyncRedisBackend:
         return deleted
 
     async def acquire_lock(self, key: str, owner: bytes, ttl_ms: int) -> bool:
-        client = self._connect()
-        async with self._gate:
+        client = self._here().client
+        async with GATE:
             return bool(await _ask(client, "SET", key, owner, "NX", "PX", ttl_ms))
 
     async def release_lock(self, key: str, owner: bytes) -> None:
-        self._connect()
-        async with self._gate:
-            await self._release(keys=[key], args=[owner])
+        release = self._here().release
+        async with GATE:
+            await release(keys=[key], args=[owner])
 
     async def ttl_ms(self, key: str) -> int | None:
-        client = self._connect()
-        async with self._gate:
+        client = self._here().client
+        async with GATE:
             ttl = int(await _ask(client, "PTTL", key))
         return None if ttl == -2 else ttl
 
     async def scan(self, match: str, limit: int) -> list[str]:
-        client = self._connect()
+        client = self._here().client
         found: list[str] = []
-        async with self._gate:
+        async with GATE:
             async for key in client.scan_iter(match=match, count=SCAN_COUNT):
                 found.append(key.decode("utf-8", "replace"))
                 if len(found) >= limit:
@@ -167,15 +187,26 @@ class AsyncRedisBackend:
         return found
 
     async def ping(self) -> None:
-        client = self._connect()
-        async with self._gate:
+        client = self._here().client
+        async with GATE:
             await _ask(client, "PING")
 
     async def aclose(self) -> None:
-        client, self._client, self._loop = self._client, None, None
-        lane, self._lane = self._lane, None
-        if lane is not None:
-            await lane.aclose()
-        if client is not None:
-            async with self._gate:
-                await client.aclose()
+        """Close the clients of every loop: this loop's properly, the others' at the socket
+        (they cannot be awaited from here; a closed loop cannot run anything)."""
+        running = asyncio.get_running_loop()
+        with self._lock:
+            loops, self._loops = self._loops, {}
+        for loop, here in loops.items():
+            if loop is running:
+                async with GATE:
+                    await here.client.aclose()
+            else:
+                here.pool.abandon()
+
+    def close_from_sync(self) -> None:
+        """``aclose`` for a caller with no running loop (``Cache.close``)."""
+        with self._lock:
+            loops, self._loops = self._loops, {}
+        for here in loops.values():
+            here.pool.abandon()

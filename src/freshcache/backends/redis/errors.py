@@ -1,14 +1,13 @@
 """The one way a redis-py exception leaves the standalone backend: as the ``BackendError``
 that ``backends.errors.classify`` names. The sync face wraps each call in ``TRANSLATED``; the
-async face's connection gate (``Gate``) does the same on its way out, so the hit path pays for
-one context manager, not two."""
+async face in ``async with GATE:``, the same translation as an async context manager. (The
+bound on connections is the pools' ``ConnectionBudget``, not these.)"""
 
 from __future__ import annotations
 
 from types import TracebackType
 
 from freshcache.backends.errors import REDIS_ERRORS, classify
-from freshcache.backends.slots import ConnectionSlots
 
 
 def translate(exc: BaseException | None) -> None:
@@ -38,13 +37,21 @@ class Translated:
 TRANSLATED = Translated()
 
 
-class Gate(ConnectionSlots):
-    """``ConnectionSlots`` that translates on the way out, so every ``async with gate:`` block
-    leaves the async backend only with ``BackendError``."""
+class Gate:
+    """``async with GATE:``: every block leaves the async backend only with ``BackendError``."""
 
     __slots__ = ()
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        await super().__aexit__(*exc_info)
-        exc = exc_info[1]
-        translate(exc if isinstance(exc, BaseException) else None)
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        translate(exc)
+
+
+GATE = Gate()

@@ -1,5 +1,5 @@
-"""The synchronous face of the standalone Redis backend (``SyncBackend``; thread-safe: redis-py's
-pool hands each thread a connection)."""
+"""The synchronous face of the standalone Redis backend (``SyncBackend``; thread-safe: the
+bounded pool hands each thread a connection)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ import redis
 from redis.backoff import NoBackoff
 
 from freshcache.backends.base import EntryKeys
+from freshcache.backends.budget import ConnectionBudget
 from freshcache.backends.redis.errors import TRANSLATED
 from freshcache.backends.redis.identity import identity_of
 from freshcache.backends.redis.lane import SyncReadLane
 from freshcache.backends.redis.options import pool_options
+from freshcache.backends.redis.pools import SyncPool
 from freshcache.backends.redis.scripts import (
     RELEASE_LOCK,
     SCAN_COUNT,
@@ -31,14 +33,22 @@ class SyncRedisBackend:
 
     kind = "redis"
 
-    def __init__(self, url: str, timeout: float, max_connections: int, pool_timeout: float) -> None:
+    def __init__(
+        self,
+        url: str,
+        timeout: float,
+        max_connections: int,
+        pool_timeout: float,
+        budget: ConnectionBudget | None = None,
+    ) -> None:
         self.url = url
-        pool = redis.BlockingConnectionPool.from_url(
-            url, **pool_options(timeout, max_connections, pool_timeout)
-        )
+        self.budget = budget or ConnectionBudget(max_connections, pool_timeout)
+        options = pool_options(timeout, max_connections, pool_timeout)
+        del options["timeout"]  # the wait for a free connection is the budget's
+        pool = SyncPool.bounded(url, self.budget, **options)
         pool.connection_kwargs["retry"] = redis.retry.Retry(NoBackoff(), 0)
         self.client = redis.Redis(connection_pool=pool)
-        self._lane = SyncReadLane(pool, max_connections, pool_timeout)
+        self._lane = SyncReadLane(pool)
         self._store = self.client.register_script(STORE_IF_UNCHANGED)
         self._release = self.client.register_script(RELEASE_LOCK)
 
@@ -130,7 +140,6 @@ class SyncRedisBackend:
             _tell(self.client, "PING")
 
     def close(self) -> None:
-        self._lane.close()
         self.client.close()
         # A client given its pool does not close it: disconnect, or the sockets leak.
         self.client.connection_pool.disconnect()
