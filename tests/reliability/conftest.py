@@ -19,9 +19,12 @@ def backend_url(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 async def cache(backend_url: str, unique_namespace: str) -> AsyncIterator[Cache]:
-    # A generous timeout: these tests are about stampedes, not about a loaded CI machine's
-    # scheduling delays tripping the 50 ms default (the outage tests use the default).
-    instance = Cache.from_url(backend_url, namespace=unique_namespace, timeout=1.0)
+    # Generous timeouts: these tests are about stampedes, not about a loaded CI machine's
+    # scheduling delays tripping the 50 ms default or the pool's 1 s wait (a call that
+    # cannot use the cache runs the body, which would change the counts asserted).
+    instance = Cache.from_url(
+        backend_url, namespace=unique_namespace, timeout=5.0, pool_timeout=30.0
+    )
     yield instance
     await instance.aclose()
 

@@ -149,7 +149,11 @@ class RedisServer(ManagedServer):
                 )
             with contextlib.suppress(OSError, RedisReplyError):
                 if redis_command(self.host, self.port, "PING", timeout=0.5) == "PONG":
-                    return
+                    # On a shared machine another redis-server may hold this port while ours
+                    # is still failing to bind it: ready means *our* process answers.
+                    info = info_fields(redis_command(self.host, self.port, "INFO", "server"))
+                    if info.get("process_id") == str(self._proc.pid):
+                        return
             if time.monotonic() > deadline:
                 end_process(self._proc, (0, 0.0))
                 raise ServerStartError(
