@@ -68,18 +68,16 @@ class EntryRules:
             counters.misses += 1
             return NO_VALUE, None
         raw = values[0]
-        if raw is None:
-            counters.misses += 1
-        elif raw.startswith(stamp):
+        if raw is not None and raw.startswith(stamp):  # the hit, tested first
             end = raw.find(_HEADER_END, len(stamp))
             if end >= 0:
                 try:
-                    return spec.codec.decode(raw[end + 1 :]), stamp
-                except DecodeError:
+                    return spec.decode(raw[end + 1 :]), stamp
+                except (DecodeError, ValueError):
                     pass
             counters.errors["decode"] += 1
             counters.misses += 1
-        elif raw.startswith(envelope.TOMBSTONE_MARK):
+        elif raw is None or raw.startswith(envelope.TOMBSTONE_MARK):
             counters.misses += 1
         else:
             counters.stale += 1  # computed under tokens that have since been replaced
@@ -90,8 +88,8 @@ class EntryRules:
         end = raw.find(_HEADER_END, len(stamp))
         if end >= 0:
             try:
-                return spec.codec.decode(raw[end + 1 :])
-            except DecodeError:
+                return spec.decode(raw[end + 1 :])
+            except (DecodeError, ValueError):
                 pass
         counters.errors["decode"] += 1
         return NO_VALUE
