@@ -53,6 +53,7 @@ def cached(
     early_refresh: bool = False,
     early_refresh_beta: float = 1.0,
     single_flight: bool = True,
+    near: bool = True,
     cache: Cache | None = None,
 ) -> Callable[[Callable[P, R]], CachedFunction[P, R]]:
     """Cache a function's result under ``{namespace}:{key_prefix}:{qualname}:{args_hash}``.
@@ -71,6 +72,7 @@ def cached(
       value; the others wait (backoff, at most ``lock_timeout``), then compute themselves.
     - ``early_refresh``: probabilistic early recomputation (XFetch) of hot entries.
     - ``single_flight``: concurrent misses in one process share one computation (default).
+    - ``near``: ``False`` keeps this function out of the cache's near cache (``near_lease``).
     """
     return wrappers.cached(
         ttl,
@@ -85,6 +87,7 @@ def cached(
         early_refresh=early_refresh,
         early_refresh_beta=early_refresh_beta,
         single_flight=single_flight,
+        near=near,
         cache_ref=_reference(cache),
     )
 

@@ -25,10 +25,13 @@ from freshcache._engine.health import Health
 from freshcache._engine.invalidation import Invalidations, Prepared, Strategy
 from freshcache._engine.keyspace import KeySpace, Located
 from freshcache._engine.ledger import Ledger
+from freshcache._engine.near import NearCache
+from freshcache._engine.near_io import NearIO
 from freshcache._engine.rules import NO_VALUE, EntryRules
 from freshcache._engine.scope import Scope, current
 from freshcache._engine.spec import FunctionSpec
 from freshcache.backends import BackendError, BackendSet
+from freshcache.codecs import DecodeError
 from freshcache.resilience import BreakerState
 
 Args = tuple[Any, ...]
@@ -48,6 +51,7 @@ class Engine:
         rules: EntryRules,
         health: Health,
         ledger: Ledger,
+        near: NearCache | None = None,
     ) -> None:
         self.keys = keys
         self.backends = backends
@@ -60,6 +64,9 @@ class Engine:
         self.drivers = Drivers(backends, self.flights)
         self.context = flows.Context(rules, health, keys)
         self.invalidations = Invalidations(keys, strategy, health, ledger)
+        #: The near cache (L1) and its round trips; None when ``near_lease`` is 0.
+        self.near = near
+        self.near_io = None if near is None else NearIO(near, backends, keys, ledger)
         # The variant of the read path is chosen once, here: the per-call path has no branch
         # for the strategy (the naive one exists only to be measured against).
         self.call_async: Callable[[FunctionSpec, Args, Kwargs], Awaitable[Any]]
@@ -81,12 +88,30 @@ class Engine:
         counters = self.ledger.counters(spec)
         health = self.health
         breaker = health.breaker
-        if (health.pending or breaker.state is not BreakerState.CLOSED) and not (
-            await self.drivers.run_async(flows.recover(self.invalidations))
-        ):
-            counters.bypasses[health.bypass_reason()] += 1
-            return await spec.func(*args, **kwargs)
+        if health.pending or breaker.state is not BreakerState.CLOSED:
+            replaying = bool(health.pending)
+            if not await self.drivers.run_async(flows.recover(self.invalidations)):
+                counters.bypasses[health.bypass_reason()] += 1
+                return await spec.func(*args, **kwargs)
+            if replaying and self.near_io is not None:
+                await self.near_io.commit_wait_async((("*", None),))
         loc = spec.locate(self.keys, args, kwargs)
+        near = self.near
+        if near is not None and spec.near:
+            now = near.clock()
+            found = near.get(loc.entry, now)
+            if found is not None:
+                if now >= found.refresh_at:
+                    self.near_io.revalidate_async(spec, loc)  # type: ignore[union-attr]
+                try:
+                    value = spec.decode(found.payload)  # per hit: no caller shares a value
+                except (DecodeError, ValueError):
+                    near.drop_pattern(loc.entry)
+                else:
+                    counters.hits += 1
+                    near.stats(spec.prefix_label).hits += 1
+                    return value
+            epoch, t0 = near.epoch, near.clock()
         started = self.clock()
         try:
             values = await self.backends.async_backend.get_many(loc)
@@ -101,6 +126,8 @@ class Engine:
         ):
             counters.hits += 1
             counters.observe(self.clock() - started)
+            if near is not None and spec.near:
+                self.near_io.keep(loc, values, t0, epoch)  # type: ignore[union-attr]
             return value
         lookup = flows.Lookup(spec, loc, counters)
         flow = flows.after_read(self.context, lookup, values, value, stamp)
@@ -112,12 +139,30 @@ class Engine:
         counters = self.ledger.counters(spec)
         health = self.health
         breaker = health.breaker
-        if (health.pending or breaker.state is not BreakerState.CLOSED) and not (
-            self.drivers.run_sync(flows.recover(self.invalidations))
-        ):
-            counters.bypasses[health.bypass_reason()] += 1
-            return spec.func(*args, **kwargs)
+        if health.pending or breaker.state is not BreakerState.CLOSED:
+            replaying = bool(health.pending)
+            if not self.drivers.run_sync(flows.recover(self.invalidations)):
+                counters.bypasses[health.bypass_reason()] += 1
+                return spec.func(*args, **kwargs)
+            if replaying and self.near_io is not None:
+                self.near_io.commit_wait_sync((("*", None),))
         loc = spec.locate(self.keys, args, kwargs)
+        near = self.near
+        if near is not None and spec.near:
+            now = near.clock()
+            found = near.get(loc.entry, now)
+            if found is not None:
+                if now >= found.refresh_at:
+                    self.near_io.revalidate_sync(spec, loc)  # type: ignore[union-attr]
+                try:
+                    value = spec.decode(found.payload)  # per hit: no caller shares a value
+                except (DecodeError, ValueError):
+                    near.drop_pattern(loc.entry)
+                else:
+                    counters.hits += 1
+                    near.stats(spec.prefix_label).hits += 1
+                    return value
+            epoch, t0 = near.epoch, near.clock()
         started = self.clock()
         try:
             values = self.backends.sync_backend.get_many(loc)
@@ -132,6 +177,8 @@ class Engine:
         ):
             counters.hits += 1
             counters.observe(self.clock() - started)
+            if near is not None and spec.near:
+                self.near_io.keep(loc, values, t0, epoch)  # type: ignore[union-attr]
             return value
         lookup = flows.Lookup(spec, loc, counters)
         flow = flows.after_read(self.context, lookup, values, value, stamp)
@@ -209,9 +256,13 @@ class Engine:
 
     async def invalidate_now_async(self, prepared: list[Prepared]) -> None:
         await self.drivers.run_async(flows.invalidate_now(self.invalidations, prepared))
+        if self.near_io is not None:  # commit-wait: every process's older leases run out
+            await self.near_io.commit_wait_async(prepared)
 
     def invalidate_now_sync(self, prepared: list[Prepared]) -> None:
         self.drivers.run_sync(flows.invalidate_now(self.invalidations, prepared))
+        if self.near_io is not None:
+            self.near_io.commit_wait_sync(prepared)
 
     def entry_pattern(self, spec: FunctionSpec, args: Args, kwargs: Kwargs) -> str:
         """The exact key of one call, relative to the namespace (an ENTRY pattern)."""

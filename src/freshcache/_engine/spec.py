@@ -65,6 +65,7 @@ class FunctionSpec:
         early_refresh: bool,
         early_refresh_beta: float,
         single_flight: bool,
+        near: bool = True,
     ) -> None:
         self.func = func
         self.qualname: str = getattr(func, "__qualname__", getattr(func, "__name__", "fn"))
@@ -93,6 +94,8 @@ class FunctionSpec:
             raise ValueError("freshcache: early_refresh_beta must be positive")
         self.early_refresh_beta = early_refresh_beta
         self.single_flight = single_flight
+        #: Whether hits may be served from the cache's near table (when it has one).
+        self.near = near
         self._token_keys: BoundedMemo[tuple[str, str], tuple[str, ...]] = BoundedMemo(
             _TOKEN_KEY_MEMO_LIMIT, _TOKEN_KEY_MEMO_BYTES
         )

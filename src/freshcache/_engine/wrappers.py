@@ -177,6 +177,7 @@ def cached(
     early_refresh: bool = False,
     early_refresh_beta: float = 1.0,
     single_flight: bool = True,
+    near: bool = True,
     cache_ref: CacheRef,
 ) -> Callable[[Callable[P, R]], CachedFunction[P, R]]:
     """``freshcache.cached`` (documented there) with the cache given as a reference."""
@@ -202,6 +203,7 @@ def cached(
             early_refresh=early_refresh,
             early_refresh_beta=early_refresh_beta,
             single_flight=single_flight,
+            near=near,
         )
         # Decided once, here: the call path of each class has no branch for it.
         wrapper: type[CachedFunction[Any, Any]] = (

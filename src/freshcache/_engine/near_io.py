@@ -1,0 +1,134 @@
+"""The near cache's round trips and waits: background revalidation of hot keys, and the
+writer's commit-wait. The engine calls these from its read and invalidation paths; the table
+itself (``near.NearCache``) does no I/O."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import time
+from collections.abc import Iterable
+
+from freshcache._engine.keyspace import KeySpace, Located
+from freshcache._engine.ledger import Ledger
+from freshcache._engine.near import NearCache, payload_of
+from freshcache._engine.spec import FunctionSpec
+from freshcache.backends import BackendError, BackendSet
+
+log = logging.getLogger("freshcache")
+
+
+class NearIO:
+    """What the near cache needs of the network, for one engine."""
+
+    def __init__(self, near: NearCache, backends: BackendSet, keys: KeySpace, ledger: Ledger):
+        self.near = near
+        self.backends = backends
+        self.keys = keys
+        self.ledger = ledger
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def keep(self, loc: Located, values: list[bytes | None], t0: float, epoch: int) -> None:
+        """After a read sent at ``t0`` found a valid entry: keep it for a lease from ``t0``."""
+        payload = payload_of(values)
+        if payload is not None:
+            self.near.put(loc.entry, payload, t0, epoch)
+
+    def revalidate_async(self, spec: FunctionSpec, loc: Located) -> None:
+        """Start the background revalidation of a hot key (one per key at a time)."""
+        near = self.near
+        if loc.entry in near.refreshing:
+            return
+        near.refreshing.add(loc.entry)
+        task = asyncio.get_running_loop().create_task(self._revalidate_async(spec, loc))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _revalidate_async(self, spec: FunctionSpec, loc: Located) -> None:
+        near = self.near
+        try:
+            epoch, t0 = near.epoch, near.clock()
+            values = await self.backends.async_backend.get_many(loc)
+            self._revalidated(spec, loc, values, t0, epoch)
+        except BackendError as exc:
+            # The entry simply runs out at its deadline; the foreground read will see the error.
+            log.debug("freshcache: near revalidation of %s failed: %s", loc.entry, exc)
+        finally:
+            near.refreshing.discard(loc.entry)
+
+    def revalidate_sync(self, spec: FunctionSpec, loc: Located) -> None:
+        near = self.near
+        if loc.entry in near.refreshing:
+            return
+        near.refreshing.add(loc.entry)
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=2, thread_name_prefix="freshcache-near"
+            )
+        self._pool.submit(self._revalidate_sync, spec, loc)
+
+    def _revalidate_sync(self, spec: FunctionSpec, loc: Located) -> None:
+        near = self.near
+        try:
+            epoch, t0 = near.epoch, near.clock()
+            values = self.backends.sync_backend.get_many(loc)
+            self._revalidated(spec, loc, values, t0, epoch)
+        except BackendError as exc:
+            log.debug("freshcache: near revalidation of %s failed: %s", loc.entry, exc)
+        finally:
+            near.refreshing.discard(loc.entry)
+
+    def _revalidated(
+        self, spec: FunctionSpec, loc: Located, values: list[bytes | None], t0: float, epoch: int
+    ) -> None:
+        self.near.stats(spec.prefix_label).revalidations += 1
+        if payload_of(values) is None:
+            self.near.drop_pattern(loc.entry)
+        else:
+            self.keep(loc, values, t0, epoch)
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def dropped(self, patterns: Iterable[tuple[str, str | None]]) -> tuple[float, list[str]]:
+        """Right after the backend acknowledged ``patterns`` (relative, with their stats
+        labels): drop this process's matching entries; returns the acknowledgement time and
+        the stats labels the wait is counted under."""
+        acked = self.near.clock()
+        labels: list[str] = []
+        for pattern, label in patterns:
+            self.near.drop_pattern(self.keys.key(pattern))
+            labels.extend(self.ledger.labels(pattern, label))
+        return acked, labels
+
+    def remaining(self, acked: float) -> float:
+        return acked + self.near.lease - self.near.clock()
+
+    def waited(self, labels: list[str], seconds: float) -> None:
+        for label in dict.fromkeys(labels):
+            self.ledger.metrics.for_prefix(label)  # so that stats() lists the prefix
+            self.near.stats(label).observe_wait(seconds)
+
+    async def commit_wait_async(self, patterns: Iterable[tuple[str, str | None]]) -> None:
+        acked, labels = self.dropped(patterns)
+        began = time.monotonic()
+        remaining = self.remaining(acked)
+        if remaining > 0:
+            # The event loop may fire a timer up to a clock tick early: a millisecond more.
+            await asyncio.sleep(remaining + 0.001)
+        self.waited(labels, time.monotonic() - began)
+
+    def commit_wait_sync(self, patterns: Iterable[tuple[str, str | None]]) -> None:
+        acked, labels = self.dropped(patterns)
+        began = time.monotonic()
+        while (remaining := self.remaining(acked)) > 0:
+            time.sleep(remaining)
+        self.waited(labels, time.monotonic() - began)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
