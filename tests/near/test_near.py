@@ -245,3 +245,29 @@ async def test_on_redis_cluster(redis_cluster_url: str, unique_namespace: str) -
     assert await row(1) == 1
     await asyncio.sleep(0)
     await cache.aclose()
+
+
+def test_prometheus_shows_near_hits_and_the_commit_wait(
+    redis_url: str, unique_namespace: str
+) -> None:
+    from freshcache.contrib.prometheus import render_metrics
+
+    cache = Cache.from_url(redis_url, namespace=unique_namespace, timeout=2.0, near_lease=0.01)
+
+    @cache.cached(ttl=60, key_prefix="rows")
+    def row(row_id: int) -> int:
+        return 1
+
+    row(1)
+    row(1)
+    cache.engine.near.lease = 60  # type: ignore[union-attr]
+    row(1)
+    row(1)
+    cache.invalidate_sync("rows:*")
+    text = render_metrics(cache).decode()
+    assert f'freshcache_near_hits_total{{namespace="{unique_namespace}",prefix="rows"}}' in text
+    assert (
+        f'freshcache_near_wait_seconds_count{{namespace="{unique_namespace}",prefix="rows"}} 1.0'
+        in text
+    )
+    cache.close()
