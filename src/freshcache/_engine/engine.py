@@ -104,8 +104,8 @@ class Engine:
                 if now >= found.refresh_at:
                     self.near_io.revalidate_async(spec, loc)  # type: ignore[union-attr]
                 try:
-                    value = spec.decode(found.payload)  # per hit: no caller shares a value
-                except (DecodeError, ValueError):
+                    value = spec.codec.decode(found.payload)  # per hit: no shared values
+                except DecodeError:
                     near.drop_pattern(loc.entry)
                 else:
                     counters.hits += 1
@@ -155,8 +155,8 @@ class Engine:
                 if now >= found.refresh_at:
                     self.near_io.revalidate_sync(spec, loc)  # type: ignore[union-attr]
                 try:
-                    value = spec.decode(found.payload)  # per hit: no caller shares a value
-                except (DecodeError, ValueError):
+                    value = spec.codec.decode(found.payload)  # per hit: no shared values
+                except DecodeError:
                     near.drop_pattern(loc.entry)
                 else:
                     counters.hits += 1

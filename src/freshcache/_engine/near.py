@@ -207,5 +207,6 @@ def split_url_options(url: str) -> tuple[str, dict[str, float | int]]:
             raise ValueError(f"freshcache: URL option {name}={text[:40]!r} is not {kind}") from None
     if not found:
         return url, {}
-    rest = parts._replace(query=urllib.parse.urlencode(kept))
+    query = urllib.parse.urlencode(kept)
+    rest = (parts.scheme, parts.netloc, parts.path, query, parts.fragment)
     return urllib.parse.urlunsplit(rest), found

@@ -72,8 +72,8 @@ class EntryRules:
             end = raw.find(_HEADER_END, len(stamp))
             if end >= 0:
                 try:
-                    return spec.decode(raw[end + 1 :]), stamp
-                except (DecodeError, ValueError):
+                    return spec.codec.decode(raw[end + 1 :]), stamp
+                except DecodeError:
                     pass
             counters.errors["decode"] += 1
             counters.misses += 1
@@ -88,8 +88,8 @@ class EntryRules:
         end = raw.find(_HEADER_END, len(stamp))
         if end >= 0:
             try:
-                return spec.decode(raw[end + 1 :])
-            except (DecodeError, ValueError):
+                return spec.codec.decode(raw[end + 1 :])
+            except DecodeError:
                 pass
         counters.errors["decode"] += 1
         return NO_VALUE

@@ -10,8 +10,6 @@ import typing
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import orjson
-
 from freshcache import codecs
 from freshcache._engine.keyspace import KeySpace, Located
 from freshcache.keys import (
@@ -127,17 +125,6 @@ class FunctionSpec:
                 codec = codecs.UnusableCodec(str(exc))
             self._codec = codec
         return codec
-
-    def decode(self, data: bytes) -> Any:
-        """The value of a stored payload; raises ``DecodeError`` or ``ValueError`` if corrupt.
-
-        The hit path's decode. The first call resolves the codec and puts its decode on the
-        instance in place of this method; for plain JSON that is ``orjson.loads`` itself (its
-        one failure is a ``ValueError``), so a hit pays no wrapper around the parser."""
-        codec = self.codec
-        decode = orjson.loads if isinstance(codec, codecs.PlainJsonCodec) else codec.decode
-        self.decode = decode  # type: ignore[method-assign,assignment]
-        return decode(data)
 
     def return_annotation(self) -> Any:
         try:
