@@ -114,7 +114,10 @@ class Engine:
             epoch, t0 = near.epoch, near.clock()
         started = self.clock()
         try:
-            values = await self.backends.async_backend.get_many(loc)
+            if near is not None and spec.near:
+                values = await self.near_io.fetch_async(loc)  # type: ignore[union-attr]
+            else:
+                values = await self.backends.async_backend.get_many(loc)
         except BackendError as exc:
             health.failed(exc, counters)
             return await spec.func(*args, **kwargs)

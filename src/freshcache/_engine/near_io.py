@@ -8,11 +8,13 @@ import asyncio
 import concurrent.futures
 import logging
 import time
+import weakref
 from collections.abc import Iterable
 
 from freshcache._engine.keyspace import KeySpace, Located
 from freshcache._engine.ledger import Ledger
 from freshcache._engine.near import NearCache, payload_of
+from freshcache._engine.rounds import NextRounds
 from freshcache._engine.spec import FunctionSpec
 from freshcache.backends import BackendError, BackendSet
 
@@ -29,6 +31,10 @@ class NearIO:
         self.ledger = ledger
         self._tasks: set[asyncio.Task[None]] = set()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        # Per event loop (a future belongs to one): the reads of a key shared by its callers.
+        self._rounds: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, NextRounds] = (
+            weakref.WeakKeyDictionary()
+        )
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -37,6 +43,16 @@ class NearIO:
         payload = payload_of(values)
         if payload is not None:
             self.near.put(loc.entry, payload, t0, epoch)
+
+    async def fetch_async(self, loc: Located) -> list[bytes | None]:
+        """The foreground read of a key whose near entry is missing or expired: callers that
+        arrive together share the next read sent after they arrived, never one in flight."""
+        loop = asyncio.get_running_loop()
+        rounds = self._rounds.get(loop)
+        if rounds is None:
+            rounds = self._rounds[loop] = NextRounds()
+        backend = self.backends.async_backend
+        return await rounds.fetch(loc.entry, lambda: backend.get_many(loc))
 
     def revalidate_async(self, spec: FunctionSpec, loc: Located) -> None:
         """Start the background revalidation of a hot key (one per key at a time)."""
