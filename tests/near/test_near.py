@@ -271,3 +271,34 @@ def test_prometheus_shows_near_hits_and_the_commit_wait(
         in text
     )
     cache.close()
+
+
+def test_other_processes_drop_their_entries_on_the_push(
+    redis_url: str, unique_namespace: str
+) -> None:
+    import time
+
+    # Two caches of one namespace stand for two processes (each has its own push identity).
+    # The reader's lease is long on purpose: only the push can drop its entry within this test.
+    reader = Cache.from_url(redis_url, namespace=unique_namespace, timeout=2.0, near_lease=60)
+    writer = Cache.from_url(redis_url, namespace=unique_namespace, timeout=2.0, near_lease=0.01)
+
+    @reader.cached(ttl=60, key_prefix="rows")
+    def row(row_id: int) -> int:
+        return 1
+
+    row(1)
+    row(1)
+    near = reader.engine.near
+    assert near is not None
+    assert len(near) == 1
+    assert reader.engine.near_io is not None
+    assert reader.engine.near_io.push.subscribed.wait(30)
+    writer.invalidate_sync("rows:*")
+    deadline = time.monotonic() + 30  # generous: the push is asynchronous, never on time
+    while len(near) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(near) == 0
+    assert reader.stats()["rows"].near_push_drops == 1
+    reader.close()
+    writer.close()

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from freshcache._engine.keyspace import KeySpace, Located
 from freshcache._engine.ledger import Ledger
 from freshcache._engine.near import NearCache, payload_of
+from freshcache._engine.near_push import Push
 from freshcache._engine.rounds import NextRounds
 from freshcache._engine.spec import FunctionSpec
 from freshcache.backends import BackendError, BackendSet
@@ -29,6 +30,9 @@ class NearIO:
         self.backends = backends
         self.keys = keys
         self.ledger = ledger
+        # Best-effort invalidation messages between processes, on a reserved key of the
+        # namespace (never a user's key: the reserved prefix is refused in key prefixes).
+        self.push = Push(backends.url, keys.key("__near__"), self._pushed, timeout=1.0)
         self._tasks: set[asyncio.Task[None]] = set()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         # Per event loop (a future belongs to one): the reads of a key shared by its callers.
@@ -43,6 +47,7 @@ class NearIO:
         payload = payload_of(values)
         if payload is not None:
             self.near.put(loc.entry, payload, t0, epoch)
+            self.push.subscribe()  # from the first entry kept on; a no-op after that
 
     async def fetch_async(self, loc: Located) -> list[bytes | None]:
         """The foreground read of a key whose near entry is missing or expired: callers that
@@ -81,11 +86,14 @@ class NearIO:
         if loc.entry in near.refreshing:
             return
         near.refreshing.add(loc.entry)
+        self._executor().submit(self._revalidate_sync, spec, loc)
+
+    def _executor(self) -> concurrent.futures.ThreadPoolExecutor:
         if self._pool is None:
             self._pool = concurrent.futures.ThreadPoolExecutor(
                 max_workers=2, thread_name_prefix="freshcache-near"
             )
-        self._pool.submit(self._revalidate_sync, spec, loc)
+        return self._pool
 
     def _revalidate_sync(self, spec: FunctionSpec, loc: Located) -> None:
         near = self.near
@@ -115,10 +123,22 @@ class NearIO:
         the stats labels the wait is counted under."""
         acked = self.near.clock()
         labels: list[str] = []
+        message: list[tuple[str, list[str]]] = []
         for pattern, label in patterns:
-            self.near.drop_pattern(self.keys.key(pattern))
-            labels.extend(self.ledger.labels(pattern, label))
+            absolute = self.keys.key(pattern)
+            self.near.drop_pattern(absolute)
+            reached = self.ledger.labels(pattern, label)
+            labels.extend(reached)
+            message.append((absolute, reached))
+        self._executor().submit(self.push.publish, message)  # off this thread: best effort
         return acked, labels
+
+    def _pushed(self, patterns: list[tuple[str, list[str]]]) -> None:
+        """Another process invalidated ``patterns``: drop the entries they reach, now."""
+        for absolute, labels in patterns:
+            dropped = self.near.drop_pattern(absolute)
+            for label in labels:
+                self.near.stats(label).push_drops += dropped
 
     def remaining(self, acked: float) -> float:
         return acked + self.near.lease - self.near.clock()
@@ -130,22 +150,21 @@ class NearIO:
 
     async def commit_wait_async(self, patterns: Iterable[tuple[str, str | None]]) -> None:
         acked, labels = self.dropped(patterns)
-        began = time.monotonic()
         remaining = self.remaining(acked)
         if remaining > 0:
             # The event loop may fire a timer up to a clock tick early: a millisecond more.
             await asyncio.sleep(remaining + 0.001)
-        self.waited(labels, time.monotonic() - began)
+        self.waited(labels, self.near.clock() - acked)  # from the acknowledgement on
 
     def commit_wait_sync(self, patterns: Iterable[tuple[str, str | None]]) -> None:
         acked, labels = self.dropped(patterns)
-        began = time.monotonic()
         remaining = self.remaining(acked)
         if remaining > 0:
             time.sleep(remaining)  # never returns early
-        self.waited(labels, time.monotonic() - began)
+        self.waited(labels, self.near.clock() - acked)  # from the acknowledgement on
 
     def close(self) -> None:
+        self.push.close()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
