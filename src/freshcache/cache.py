@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any, Literal
 
 import orjson
@@ -24,6 +25,7 @@ from freshcache._engine.health import Health
 from freshcache._engine.invalidation import Strategy
 from freshcache._engine.keyspace import KeySpace
 from freshcache._engine.ledger import Ledger
+from freshcache._engine.near import NearCache, split_url_options
 from freshcache._engine.rules import NO_VALUE, EntryRules
 from freshcache._engine.scope import Scope
 from freshcache._engine.spec import FunctionSpec, Seconds, to_ms
@@ -66,6 +68,9 @@ class Cache:
         verify_rate: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        near_lease: float | None = None,
+        near_max_entries: int | None = None,
+        near_max_bytes: int | None = None,
     ) -> None:
         if not isinstance(namespace, str) or not namespace or any(c in namespace for c in "*?[]\\"):
             raise ValueError(
@@ -83,6 +88,17 @@ class Cache:
             raise ValueError(
                 f"freshcache: unknown strategy {strategy!r}; use 'generation' or 'scan'"
             ) from None
+        url, from_url = split_url_options(url) if isinstance(url, str) else (url, {})
+        near = _near_cache(
+            url,
+            near_lease if near_lease is not None else from_url.get("near_lease", 0.0),
+            near_max_entries
+            if near_max_entries is not None
+            else int(from_url.get("near_max_entries", 10_000)),
+            near_max_bytes
+            if near_max_bytes is not None
+            else int(from_url.get("near_max_bytes", 64 * 1024 * 1024)),
+        )
         self.url = url
         self.namespace = namespace
         self.timeout = float(timeout)
@@ -115,6 +131,7 @@ class Cache:
             shadow=shadow.ShadowReads(self.verify_rate, self.backends)
             if self.verify_rate
             else None,
+            near=near,
         )
         self.values = Values(self.engine)
 
@@ -134,7 +151,13 @@ class Cache:
         the cached value, counted as ``shadow_checks`` / ``stale_hits``; default 0, off; also
         ``?verify_rate=0.001`` in the URL; see docs/shadow-reads.md),
         ``clock`` (monotonic seconds: TTLs of memory://, breaker, lock waits, latencies) and
-        ``wall_clock`` (epoch seconds: the expiry stamped into entries)."""
+        ``wall_clock`` (epoch seconds: the expiry stamped into entries).
+
+        The near cache (off by default): ``near_lease`` (seconds an entry validated by Redis
+        is served from this process without a round trip; invalidations then wait that long
+        after Redis acknowledged them, so the consistency promise holds across processes),
+        ``near_max_entries`` (10,000) and ``near_max_bytes`` (64 MiB), also accepted as URL
+        query parameters (``redis://host/0?near_lease=0.05``); see docs/near-cache.md."""
         return cls(url, namespace=namespace, **options)
 
     def __repr__(self) -> str:
@@ -248,8 +271,30 @@ class Cache:
 
     def stats(self) -> Mapping[str, PrefixStats]:
         """Per key prefix (as written in the decorator): hits, misses, stale, sets,
-        invalidations by kind, errors, bypasses, latency, and ``hit_ratio``."""
-        return self.metrics.snapshot()
+        invalidations by kind, errors, bypasses, latency, and ``hit_ratio``; with the near
+        cache on, its hits (also counted in ``hits``), background revalidations, drops by push
+        from other processes, and the invalidations' commit-wait (``near_wait_*``)."""
+        snapshot = self.metrics.snapshot()
+        near = self.engine.near
+        if near is None:
+            return snapshot
+        by_prefix = near.snapshot()
+        return MappingProxyType(
+            {
+                prefix: stats
+                if (n := by_prefix.get(prefix)) is None
+                else dataclasses.replace(
+                    stats,
+                    near_hits=n.hits,
+                    near_revalidations=n.revalidations,
+                    near_push_drops=n.push_drops,
+                    near_wait_count=n.wait_count,
+                    near_wait_sum=n.wait_sum,
+                    near_wait_buckets=tuple(n.wait_buckets),
+                )
+                for prefix, stats in snapshot.items()
+            }
+        )
 
     def health(self) -> dict[str, Any]:
         """What this process knows without asking the backend (no I/O). ``status`` is
@@ -292,6 +337,8 @@ class Cache:
         left = await self.engine.flush_async(flush_timeout)
         if self.engine.shadow is not None:
             self.engine.shadow.close()
+        if self.engine.near_io is not None:
+            self.engine.near_io.close()
         await self.backends.aclose()
         return left
 
@@ -300,6 +347,8 @@ class Cache:
         left = self.engine.flush_sync(flush_timeout)
         if self.engine.shadow is not None:
             self.engine.shadow.close()
+        if self.engine.near_io is not None:
+            self.engine.near_io.close()
         self.backends.close()
         return left
 
@@ -383,3 +432,15 @@ class Cache:
         space = self.engine.keys
         found = await self.backends.async_backend.scan(space.key(pattern), limit)
         return [k for k in found if not k.startswith(space.reserved_prefix)]
+
+
+def _near_cache(url: str, lease: float, max_entries: int, max_bytes: int) -> NearCache | None:
+    if isinstance(lease, bool) or not isinstance(lease, int | float) or lease < 0:
+        raise ValueError("freshcache: near_lease must be a number of seconds >= 0 (0: off)")
+    if not lease:
+        return None
+    if url.split("://", 1)[0].lower() == "memory":
+        raise ValueError(
+            "freshcache: near_lease is for a remote backend; memory:// is already in-process"
+        )
+    return NearCache(float(lease), max_entries, max_bytes)

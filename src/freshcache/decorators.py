@@ -60,6 +60,7 @@ def cached(
     early_refresh_beta: float = 1.0,
     single_flight: bool = True,
     condition: Callable[[Any], object] | None = None,
+    near: bool = True,
     cache: Cache | None = None,
 ) -> CachedDecorator:
     """Cache a function's result under ``{namespace}:{key_prefix}:{qualname}:{args_hash}``.
@@ -82,6 +83,7 @@ def cached(
     - ``condition``: a callable on the result; when it returns false the result is returned
       but not stored (counted as the bypass reason ``"condition"``), e.g.
       ``condition=lambda r: r is not None``.
+    - ``near``: ``False`` keeps this function out of the cache's near cache (``near_lease``).
     """
     return wrappers.cached(
         ttl,
@@ -97,6 +99,7 @@ def cached(
         early_refresh_beta=early_refresh_beta,
         single_flight=single_flight,
         condition=condition,
+        near=near,
         cache_ref=_reference(cache),
     )
 

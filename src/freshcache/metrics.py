@@ -19,6 +19,8 @@ from types import MappingProxyType
 LATENCY_BUCKETS: tuple[float, ...] = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 )  # fmt: skip
+#: Bounds (seconds) of the near cache's commit-wait histogram.
+NEAR_WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
 class Counters:
@@ -94,6 +96,15 @@ class PrefixStats:
     stale_hits: int = 0
     shadow_errors: int = 0
     shadow_skipped: int = 0
+    # The near cache's (zero when it is off): hits served in-process (also in ``hits``),
+    # background revalidations, entries dropped on another process's push, and the
+    # invalidations' commit-wait (seconds; buckets as ``NEAR_WAIT_BUCKETS``, the last +Inf).
+    near_hits: int = 0
+    near_revalidations: int = 0
+    near_push_drops: int = 0
+    near_wait_count: int = 0
+    near_wait_sum: float = 0.0
+    near_wait_buckets: tuple[int, ...] = ()
 
     @property
     def lookups(self) -> int:

@@ -128,6 +128,7 @@ async def _seed(settings: Settings, bookings: int, random_seed: int) -> int:
                 url=settings.cache_url,
                 namespace=settings.cache_namespace,
                 timeout=settings.cache_timeout,
+                near_lease=settings.cache_near_lease,
             )
             await cache.invalidate("booking:*")
             await cache.aclose()

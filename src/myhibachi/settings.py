@@ -42,6 +42,16 @@ class Settings(BaseSettings):
         ),
     )
     cache_timeout: float = Field(default=0.05, gt=0, le=5, description="seconds per cache call")
+    near_lease: float | None = Field(
+        default=None,
+        ge=0,
+        le=5,
+        validation_alias=AliasChoices("MYHIBACHI_NEAR_LEASE", "near_lease"),
+        description=(
+            "seconds a Redis-validated entry is served in-process (the near cache; writes wait "
+            "that long); unset: 0.05 with Redis, off with memory://; 0 turns it off"
+        ),
+    )
     invalidation: Literal["granular", "broad"] = Field(
         default="granular",
         description=(
@@ -96,6 +106,13 @@ class Settings(BaseSettings):
         if len(set(value)) != len(value):
             raise ValueError("time slots must be distinct")
         return tuple(sorted(value))
+
+    @property
+    def cache_near_lease(self) -> float:
+        """The near cache's lease for freshcache: on (0.05 s) by default with Redis."""
+        if self.cache_url.startswith("memory://"):
+            return 0.0  # already in-process
+        return 0.05 if self.near_lease is None else self.near_lease
 
     @property
     def is_sqlite(self) -> bool:

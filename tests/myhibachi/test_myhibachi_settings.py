@@ -111,3 +111,12 @@ def test_price_rules() -> None:
     assert settings.price_for(4, monday) == Decimal("550.00")  # the minimum
     assert settings.price_for(12, monday) == Decimal("720.00")  # 12 x 60
     assert settings.price_for(12, saturday) == Decimal("792.00")  # +10 % on weekends
+
+
+def test_the_near_cache_is_on_by_default_with_redis_only() -> None:
+    from myhibachi.settings import load_settings
+
+    assert load_settings(cache_url="memory://").cache_near_lease == 0.0
+    assert load_settings(cache_url="redis://cache:6379/0").cache_near_lease == 0.05
+    assert load_settings(cache_url="redis://cache:6379/0", near_lease=0).cache_near_lease == 0.0
+    assert load_settings(cache_url="memory://", near_lease=0.2).cache_near_lease == 0.0

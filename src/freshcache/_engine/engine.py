@@ -29,12 +29,15 @@ from freshcache._engine.health import Health
 from freshcache._engine.invalidation import Invalidations, Prepared, Strategy
 from freshcache._engine.keyspace import KeySpace, Located
 from freshcache._engine.ledger import Ledger
+from freshcache._engine.near import NearCache
+from freshcache._engine.near_io import NearIO
 from freshcache._engine.replayer import Replayer
 from freshcache._engine.rules import NO_VALUE, EntryRules
 from freshcache._engine.scope import Scope, current
 from freshcache._engine.shadow import ShadowReads
 from freshcache._engine.spec import FunctionSpec
 from freshcache.backends import BackendError, BackendSet
+from freshcache.codecs import DecodeError
 from freshcache.resilience import BreakerState
 
 Args = tuple[Any, ...]
@@ -60,6 +63,7 @@ class Engine:
         health: Health,
         ledger: Ledger,
         shadow: ShadowReads | None = None,
+        near: NearCache | None = None,
     ) -> None:
         self.keys = keys
         self.backends = backends
@@ -86,6 +90,9 @@ class Engine:
             health, lambda: self.drivers.run_sync(flows.replay(self.invalidations))
         )
         self.invalidations.wake = self.replayer.wake
+        #: The near cache (L1) and its round trips; None when ``near_lease`` is 0.
+        self.near = near
+        self.near_io = None if near is None else NearIO(near, backends, keys, ledger)
         # The variant of the read path is chosen once, here: the per-call path has no branch
         # for the strategy (the naive one exists only to be measured against).
         self.call_async: Callable[[FunctionSpec, Args, Kwargs], Awaitable[Any]]
@@ -110,15 +117,36 @@ class Engine:
             return await spec.func(*args, **kwargs)
         health = self.health
         breaker = health.breaker
-        if (
-            health.pending or health.unverified or breaker.state is not BreakerState.CLOSED
-        ) and not (await self.drivers.run_async(flows.recover(self.invalidations))):
-            counters.bypasses[health.bypass_reason()] += 1
-            return await spec.func(*args, **kwargs)
+        if health.pending or health.unverified or breaker.state is not BreakerState.CLOSED:
+            replaying = bool(health.pending)
+            if not (await self.drivers.run_async(flows.recover(self.invalidations))):
+                counters.bypasses[health.bypass_reason()] += 1
+                return await spec.func(*args, **kwargs)
+            if replaying and self.near_io is not None:
+                await self.near_io.commit_wait_async((("*", None),))
         loc = spec.locate(self.keys, args, kwargs)
+        near = self.near
+        if near is not None and spec.near:
+            now = near.clock()
+            found = near.get(loc.entry, now)
+            if found is not None:
+                if now >= found.refresh_at:
+                    self.near_io.revalidate_async(spec, loc)  # type: ignore[union-attr]
+                try:
+                    value = spec.codec.decode(found.payload)  # per hit: no shared values
+                except DecodeError:
+                    near.drop_pattern(loc.entry)
+                else:
+                    counters.hits += 1
+                    near.stats(spec.prefix_label).hits += 1
+                    return value
+            epoch, t0 = near.epoch, near.clock()
         started = self.clock()
         try:
-            values = await self.backends.async_backend.get_many(loc)
+            if near is not None and spec.near:
+                values = await self.near_io.fetch_async(loc)  # type: ignore[union-attr]
+            else:
+                values = await self.backends.async_backend.get_many(loc)
         except BackendError as exc:
             health.failed(exc, counters)
             return await spec.func(*args, **kwargs)
@@ -133,6 +161,8 @@ class Engine:
             shadow = self.shadow
             if shadow is not None and shadow.due():
                 shadow.check_async(spec, args, kwargs, loc, values, value, counters)
+            if near is not None and spec.near:
+                self.near_io.keep(loc, values, t0, epoch)  # type: ignore[union-attr]
             return value
         lookup = flows.Lookup(spec, loc, counters)
         flow = flows.after_read(self.context, lookup, values, value, stamp)
@@ -147,12 +177,30 @@ class Engine:
             return spec.func(*args, **kwargs)
         health = self.health
         breaker = health.breaker
-        if (
-            health.pending or health.unverified or breaker.state is not BreakerState.CLOSED
-        ) and not (self.drivers.run_sync(flows.recover(self.invalidations))):
-            counters.bypasses[health.bypass_reason()] += 1
-            return spec.func(*args, **kwargs)
+        if health.pending or health.unverified or breaker.state is not BreakerState.CLOSED:
+            replaying = bool(health.pending)
+            if not (self.drivers.run_sync(flows.recover(self.invalidations))):
+                counters.bypasses[health.bypass_reason()] += 1
+                return spec.func(*args, **kwargs)
+            if replaying and self.near_io is not None:
+                self.near_io.commit_wait_sync((("*", None),))
         loc = spec.locate(self.keys, args, kwargs)
+        near = self.near
+        if near is not None and spec.near:
+            now = near.clock()
+            found = near.get(loc.entry, now)
+            if found is not None:
+                if now >= found.refresh_at:
+                    self.near_io.revalidate_sync(spec, loc)  # type: ignore[union-attr]
+                try:
+                    value = spec.codec.decode(found.payload)  # per hit: no shared values
+                except DecodeError:
+                    near.drop_pattern(loc.entry)
+                else:
+                    counters.hits += 1
+                    near.stats(spec.prefix_label).hits += 1
+                    return value
+            epoch, t0 = near.epoch, near.clock()
         started = self.clock()
         try:
             values = self.backends.sync_backend.get_many(loc)
@@ -170,6 +218,8 @@ class Engine:
             shadow = self.shadow
             if shadow is not None and shadow.due():
                 shadow.check_sync(spec, args, kwargs, loc, values, value, counters)
+            if near is not None and spec.near:
+                self.near_io.keep(loc, values, t0, epoch)  # type: ignore[union-attr]
             return value
         lookup = flows.Lookup(spec, loc, counters)
         flow = flows.after_read(self.context, lookup, values, value, stamp)
@@ -262,10 +312,30 @@ class Engine:
         self.invalidate_now_sync(prepared)
 
     async def invalidate_now_async(self, prepared: list[Prepared]) -> None:
-        await self.drivers.run_async(flows.invalidate_now(self.invalidations, prepared))
+        try:
+            await self.drivers.run_async(flows.invalidate_now(self.invalidations, prepared))
+        except BaseException:
+            self._forget_near()
+            raise
+        if self.near_io is not None:  # commit-wait: every process's older leases run out
+            await self.near_io.commit_wait_async(prepared)
 
     def invalidate_now_sync(self, prepared: list[Prepared]) -> None:
-        self.drivers.run_sync(flows.invalidate_now(self.invalidations, prepared))
+        try:
+            self.drivers.run_sync(flows.invalidate_now(self.invalidations, prepared))
+        except BaseException:
+            self._forget_near()
+            raise
+        if self.near_io is not None:
+            self.near_io.commit_wait_sync(prepared)
+
+    def _forget_near(self) -> None:
+        """An invalidation interrupted (cancelled) before its commit-wait: its patterns are
+        kept for the replayer, which does not wait leases out, so no entry validated before
+        it may be served after it is applied. Drop them all now (the epoch moves too, so a
+        read in flight cannot put one back)."""
+        if self.near is not None:
+            self.near.clear()
 
     # ================================================================== closing
 

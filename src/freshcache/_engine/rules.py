@@ -68,9 +68,7 @@ class EntryRules:
             counters.misses += 1
             return NO_VALUE, None
         raw = values[0]
-        if raw is None:
-            counters.misses += 1
-        elif raw.startswith(stamp):
+        if raw is not None and raw.startswith(stamp):  # the hit, tested first
             end = raw.find(_HEADER_END, len(stamp))
             if end >= 0:
                 try:
@@ -79,7 +77,7 @@ class EntryRules:
                     pass
             counters.errors["decode"] += 1
             counters.misses += 1
-        elif raw.startswith(envelope.TOMBSTONE_MARK):
+        elif raw is None or raw.startswith(envelope.TOMBSTONE_MARK):
             counters.misses += 1
         else:
             counters.stale += 1  # computed under tokens that have since been replaced

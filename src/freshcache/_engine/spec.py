@@ -93,6 +93,7 @@ class FunctionSpec:
         early_refresh_beta: float,
         single_flight: bool,
         condition: Callable[[Any], object] | None = None,
+        near: bool = True,
     ) -> None:
         self.func = func
         self.qualname: str = getattr(func, "__qualname__", getattr(func, "__name__", "fn"))
@@ -125,6 +126,8 @@ class FunctionSpec:
             raise TypeError("freshcache: condition= must be a callable taking the result")
         #: ``condition(result)`` false: the result is returned, not stored.
         self.condition = condition
+        #: Whether hits may be served from the cache's near table (when it has one).
+        self.near = near
         self._token_keys: BoundedMemo[tuple[str, str], tuple[str, ...]] = BoundedMemo(
             _TOKEN_KEY_MEMO_LIMIT, _TOKEN_KEY_MEMO_BYTES
         )

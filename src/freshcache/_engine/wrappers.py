@@ -237,6 +237,7 @@ def cached(
     early_refresh_beta: float = 1.0,
     single_flight: bool = True,
     condition: Callable[[Any], object] | None = None,
+    near: bool = True,
     cache_ref: CacheRef,
 ) -> CachedDecorator:
     """``freshcache.cached`` (documented there) with the cache given as a reference."""
@@ -263,6 +264,7 @@ def cached(
             early_refresh_beta=early_refresh_beta,
             single_flight=single_flight,
             condition=condition,
+            near=near,
         )
         # Decided once, here: the call path of each class has no branch for it.
         wrapper: type[CachedFunction[Any, Any]] = (

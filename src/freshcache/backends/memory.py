@@ -130,10 +130,30 @@ class MemoryStore:
     # -- the backend primitives ---------------------------------------------------------------
 
     def get_many(self, keys: EntryKeys) -> list[bytes | None]:
+        # The hit path of memory://: one lock, the tables' dicts read directly (a method call
+        # per key was a third of a hit's cost); an expired item goes through _Table.get.
         now = self._clock()
         with self._lock:
-            tokens = self._tokens
-            return [self._entries.get(keys.entry, now), *[tokens.get(k, now) for k in keys.tokens]]
+            entries = self._entries.data
+            item = entries.get(keys.entry)
+            if item is None:
+                out: list[bytes | None] = [None]
+            elif item[1] is not None and item[1] <= now:
+                out = [self._entries.get(keys.entry, now)]
+            else:
+                entries.move_to_end(keys.entry)
+                out = [item[0]]
+            tokens = self._tokens.data
+            for key in keys.tokens:
+                item = tokens.get(key)
+                if item is None:
+                    out.append(None)
+                elif item[1] is not None and item[1] <= now:
+                    out.append(self._tokens.get(key, now))
+                else:
+                    tokens.move_to_end(key)
+                    out.append(item[0])
+            return out
 
     def create_tokens(
         self, keys: EntryKeys, missing: Sequence[str], fresh: Sequence[bytes], ttl_ms: int

@@ -27,7 +27,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     ) from exc
 
 from freshcache.cache import Cache
-from freshcache.metrics import LATENCY_BUCKETS
+from freshcache.metrics import LATENCY_BUCKETS, NEAR_WAIT_BUCKETS
 from freshcache.resilience import BreakerState
 
 __all__ = ["CONTENT_TYPE_LATEST", "FreshcacheCollector", "render_metrics"]
@@ -98,8 +98,39 @@ class FreshcacheCollector(Collector):
             "freshcache_breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open.",
             labels=["namespace"],
         )  # fmt: skip
+        # The near cache's, only for caches that have one (``near_lease``).
+        near = {
+            "near_hits": CounterMetricFamily(
+                "freshcache_near_hits", "Hits served from the near cache.", labels=labels
+            ),
+            "near_revalidations": CounterMetricFamily(
+                "freshcache_near_revalidations",
+                "Background revalidations of hot near entries.",
+                labels=labels,
+            ),
+            "near_push_drops": CounterMetricFamily(
+                "freshcache_near_push_drops",
+                "Near entries dropped on another process's push.",
+                labels=labels,
+            ),
+        }
+        near_wait = HistogramMetricFamily(
+            "freshcache_near_wait_seconds",
+            "Invalidations' commit-wait for the near cache's leases.",
+            labels=labels,
+        )
         for cache in self.caches:
             ns = cache.namespace
+            if cache.engine.near is not None:
+                for prefix, stats in cache.stats().items():
+                    for name, family in near.items():
+                        family.add_metric([ns, prefix], getattr(stats, name))
+                    if stats.near_wait_buckets:
+                        near_wait.add_metric(
+                            [ns, prefix],
+                            _cumulative(stats.near_wait_buckets, NEAR_WAIT_BUCKETS),
+                            stats.near_wait_sum,
+                        )
             for prefix, stats in cache.stats().items():
                 for name, family in simple.items():
                     family.add_metric([ns, prefix], getattr(stats, name))
@@ -116,12 +147,16 @@ class FreshcacheCollector(Collector):
             breaker.add_metric([ns], BREAKER_VALUES[cache.breaker.state])
         yield from simple.values()
         yield from (invalidations, errors, bypasses, latency, pending, breaker)
+        if any(cache.engine.near is not None for cache in self.caches):
+            yield from (*near.values(), near_wait)
 
 
-def _cumulative(buckets: Iterable[int]) -> list[tuple[str, float]]:
+def _cumulative(
+    buckets: Iterable[int], limits: Iterable[float] = LATENCY_BUCKETS
+) -> list[tuple[str, float]]:
     out: list[tuple[str, float]] = []
     total = 0
-    bounds = [*(str(b) for b in LATENCY_BUCKETS), "+Inf"]
+    bounds = [*(str(b) for b in limits), "+Inf"]
     for bound, count in zip(bounds, buckets, strict=True):
         total += count
         out.append((bound, total))

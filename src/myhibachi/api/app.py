@@ -38,6 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             url=settings.cache_url,
             namespace=settings.cache_namespace,
             timeout=settings.cache_timeout,
+            near_lease=settings.cache_near_lease,
         )
         db = Database(settings.database_url)
         try:

@@ -79,6 +79,7 @@ def _cache_panel(state: AppState) -> dict[str, Any]:
             {
                 "prefix": prefix,
                 "hits": s.hits,
+                "near_hits": s.near_hits,
                 "misses": s.misses,
                 "stale": s.stale,
                 "hit_ratio": s.hit_ratio,

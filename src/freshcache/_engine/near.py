@@ -1,0 +1,212 @@
+"""The near cache (L1): entries of a remote backend kept in this process for a short lease.
+
+An entry is the stored payload (bytes, decoded again on every hit, so no caller ever sees
+another caller's mutations) with a lease deadline ``t0 + lease``, where ``t0`` is the
+monotonic time taken *before* the read that validated the entry was sent. Within its lease an
+entry is served without a round trip; past it, never (not even when the backend is down).
+
+Writers keep the promise across processes by waiting the leases out (commit-wait): an
+invalidation returns only after ``lease`` has passed since the backend acknowledged it, so every
+entry validated before the write has expired everywhere by then. The invalidating process also
+drops its own matching entries at once, and other processes drop theirs on a best-effort push;
+neither is needed for correctness.
+
+The table is bounded by entries and by bytes (LRU). Pure bookkeeping: no I/O here; the engine
+does the reads and the waits.
+"""
+
+from __future__ import annotations
+
+import bisect
+import collections
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable
+
+from freshcache import entry as envelope
+from freshcache.metrics import NEAR_WAIT_BUCKETS
+from freshcache.tokens import PatternKind, classify
+
+#: Per-entry bookkeeping bytes counted against ``max_bytes`` besides the key and the payload.
+ENTRY_OVERHEAD = 120
+WAIT_BUCKETS = NEAR_WAIT_BUCKETS
+_TOKEN_END = envelope.TOKEN_END
+_HEADER_END = envelope.HEADER_END
+
+
+class NearEntry:
+    __slots__ = ("deadline", "payload", "refresh_at", "size")
+
+    def __init__(self, payload: bytes, deadline: float, refresh_at: float, size: int) -> None:
+        self.payload = payload
+        self.deadline = deadline
+        self.refresh_at = refresh_at
+        self.size = size
+
+
+class NearStats:
+    """The near cache's counters of one key prefix."""
+
+    __slots__ = ("hits", "push_drops", "revalidations", "wait_buckets", "wait_count", "wait_sum")
+
+    def __init__(self) -> None:
+        self.hits = 0
+        self.revalidations = 0
+        self.push_drops = 0
+        self.wait_buckets = [0] * (len(WAIT_BUCKETS) + 1)
+        self.wait_sum = 0.0
+        self.wait_count = 0
+
+    def observe_wait(self, seconds: float) -> None:
+        self.wait_buckets[bisect.bisect_left(WAIT_BUCKETS, seconds)] += 1
+        self.wait_sum += seconds
+        self.wait_count += 1
+
+
+class NearCache:
+    """One cache's near table. ``clock`` is monotonic seconds of this process (the leases and
+    the writers' waits are durations measured here; no clock is compared across processes)."""
+
+    def __init__(
+        self,
+        lease: float,
+        max_entries: int,
+        max_bytes: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not lease > 0:
+            raise ValueError("freshcache: near_lease must be positive seconds (0 turns it off)")
+        if max_entries < 1 or max_bytes < 1:
+            raise ValueError("freshcache: near_max_entries and near_max_bytes must be positive")
+        self.lease = float(lease)
+        # Hot keys are revalidated in the background once half of their lease has gone.
+        self.ahead = self.lease / 2
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.clock = clock
+        self.bytes = 0
+        self.evictions = 0
+        self._table: collections.OrderedDict[str, NearEntry] = collections.OrderedDict()
+        self._lock = threading.Lock()
+        #: Keys whose background revalidation is under way (one per key).
+        self.refreshing: set[str] = set()
+        self._stats: dict[str, NearStats] = {}
+        # Bumped by every drop: a read that started before a drop does not put its (possibly
+        # older) entry back after it.
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def stats(self, label: str) -> NearStats:
+        stats = self._stats.get(label)
+        if stats is None:
+            stats = self._stats.setdefault(label, NearStats())
+        return stats
+
+    def snapshot(self) -> dict[str, NearStats]:
+        return dict(self._stats)
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def get(self, key: str, now: float) -> NearEntry | None:
+        """The entry of ``key`` if its lease has not run out at ``now``."""
+        entry = self._table.get(key)
+        if entry is None:
+            return None
+        if now >= entry.deadline:
+            with self._lock:
+                if self._table.get(key) is entry:
+                    self._remove(key)
+            return None
+        return entry
+
+    def put(self, key: str, payload: bytes, t0: float, epoch: int) -> None:
+        """Keep ``payload`` for a lease from ``t0`` (taken before its validating read was
+        sent), unless a drop happened since that read began (``epoch`` is the one it saw)."""
+        deadline = t0 + self.lease
+        size = len(key) + len(payload) + ENTRY_OVERHEAD
+        if size > self.max_bytes:
+            return
+        with self._lock:
+            if epoch != self.epoch:
+                return
+            self._remove(key)
+            self._table[key] = NearEntry(payload, deadline, deadline - self.ahead, size)
+            self.bytes += size
+            while len(self._table) > self.max_entries or self.bytes > self.max_bytes:
+                self._remove(next(iter(self._table)))
+                self.evictions += 1
+
+    def _remove(self, key: str) -> None:
+        entry = self._table.pop(key, None)
+        if entry is not None:
+            self.bytes -= entry.size
+
+    # -- drops ---------------------------------------------------------------------------------
+
+    def drop_pattern(self, absolute: str) -> int:
+        """Drop the entries an invalidation of ``absolute`` (a stored key or glob) reaches;
+        returns how many. A glob that is not a prefix drops everything (always safe)."""
+        plan = classify(absolute)
+        with self._lock:
+            self.epoch += 1
+            if plan.kind is PatternKind.ENTRY:
+                matched = [absolute] if absolute in self._table else []
+            elif plan.kind is PatternKind.GENERATION:
+                prefix = absolute[:-1]  # "ns:a:b:*" reaches every key under "ns:a:b:"
+                matched = [k for k in self._table if k.startswith(prefix)]
+            else:
+                matched = list(self._table)
+            for key in matched:
+                self._remove(key)
+        return len(matched)
+
+    def clear(self) -> None:
+        with self._lock:
+            self.epoch += 1
+            self._table.clear()
+            self.bytes = 0
+
+
+def payload_of(values: list[bytes | None]) -> bytes | None:
+    """The payload of a fetched entry if it carries the stamp of the tokens fetched with it
+    (the check ``EntryRules.judge`` makes on a hit), else None."""
+    raw = values[0]
+    if raw is None:
+        return None
+    try:
+        stamp = _TOKEN_END.join(values[1:]) + _TOKEN_END  # type: ignore[arg-type]
+    except TypeError:  # a token is missing
+        return None
+    if not raw.startswith(stamp):
+        return None
+    end = raw.find(_HEADER_END, len(stamp))
+    return raw[end + 1 :] if end >= 0 else None
+
+
+NEAR_URL_OPTIONS = ("near_lease", "near_max_entries", "near_max_bytes")
+
+
+def split_url_options(url: str) -> tuple[str, dict[str, float | int]]:
+    """``url`` without its ``near_*`` query parameters, and those parameters, checked."""
+    parts = urllib.parse.urlsplit(url)
+    if not parts.query:
+        return url, {}
+    kept: list[tuple[str, str]] = []
+    found: dict[str, float | int] = {}
+    for name, text in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
+        if name not in NEAR_URL_OPTIONS:
+            kept.append((name, text))
+            continue
+        try:
+            found[name] = float(text) if name == "near_lease" else int(text)
+        except ValueError:
+            kind = "a number of seconds" if name == "near_lease" else "an integer"
+            raise ValueError(f"freshcache: URL option {name}={text[:40]!r} is not {kind}") from None
+    if not found:
+        return url, {}
+    query = urllib.parse.urlencode(kept)
+    rest = (parts.scheme, parts.netloc, parts.path, query, parts.fragment)
+    return urllib.parse.urlunsplit(rest), found
