@@ -134,9 +134,9 @@ async def test_a_replica_promoted_after_missing_a_bump_serves_nothing_stale(
     replicated: RedisCluster,
 ) -> None:
     """The replica is paused (SIGSTOP) and cut off while its primary takes the bump, so the
-    WAIT fails and the writer keeps the invalidation; the writer then exits without replaying it, the
-    primary dies, and the replica that never got the bump is promoted. Another process, which
-    had the old values cached, must not read them from the promoted replica."""
+    WAIT fails and the writer keeps the invalidation; the writer then exits without replaying
+    it, the primary dies, and the replica that never got the bump is promoted. Another
+    process, which had the old values cached, must not read them from the promoted replica."""
     db = Versions()
     url = replicated.url
     view = ClusterView(url)
