@@ -37,6 +37,7 @@ from freshcache.backends import (
     EntryKeys,
     open_backends,
 )
+from freshcache.key_listing import KeyListing, scan_budget, user_keys
 from freshcache.metrics import Metrics, PrefixStats
 from freshcache.resilience import CircuitBreaker, PendingInvalidations
 from freshcache.stampede import default_rand
@@ -428,10 +429,23 @@ class Cache:
         return info
 
     async def keys(self, pattern: str = "*", limit: int = 100) -> list[str]:
-        """Up to ``limit`` stored keys of this namespace matching ``pattern`` (SCAN, bounded)."""
+        """Up to ``limit`` stored user keys of this namespace matching ``pattern`` (SCAN,
+        bounded). ``list_keys`` also says whether the list is complete."""
+        return (await self.list_keys(pattern, limit)).keys
+
+    async def list_keys(
+        self, pattern: str = "*", limit: int = 100, *, scan_limit: int | None = None
+    ) -> KeyListing:
+        """Up to ``limit`` user keys of this namespace matching ``pattern``, and whether that
+        is all of them. freshcache's own keys are left out before ``limit`` applies; the SCAN
+        examines at most ``scan_limit`` stored keys (default: 10 per key asked for, at least
+        10,000), so a keyspace crowded with token keys yields a listing marked incomplete
+        rather than an unbounded scan."""
+        budget = scan_budget(limit, scan_limit)
         space = self.engine.keys
-        found = await self.backends.async_backend.scan(space.key(pattern), limit)
-        return [k for k in found if not k.startswith(space.reserved_prefix)]
+        asked = budget + 1  # one more than the budget: "did SCAN stop before its end?"
+        found = await self.backends.async_backend.scan(space.key(pattern), asked)
+        return user_keys(found, space.reserved_prefix, limit, budget, asked)
 
 
 def _near_cache(url: str, lease: float, max_entries: int, max_bytes: int) -> NearCache | None:

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 from pathlib import Path
 
@@ -57,6 +57,7 @@ class RedisServer(ManagedServer):
         self._paused = False
         self._started_once = False
         self._seed_rdb: Path | None = None  # loaded by the next start (restart_from_snapshot)
+        self._seed_files: dict[str, bytes] = {}  # written by the next start, likewise
 
     # -- properties
 
@@ -124,6 +125,8 @@ class RedisServer(ManagedServer):
         if self._seed_rdb is not None:
             # Redis loads dir/dbfilename at start even with saving off (`--save ""`).
             shutil.copyfile(self._seed_rdb, self._dir / "dump.rdb")
+        for name, content in self._seed_files.items():
+            (self._dir / name).write_bytes(content)
         argv = [
             exe,
             "--port", str(self.port),
@@ -223,17 +226,23 @@ class RedisServer(ManagedServer):
         shutil.copyfile(self._dir / "dump.rdb", dest)
         return dest
 
-    def restart_from_snapshot(self, snapshot: Path) -> None:
+    def restart_from_snapshot(self, snapshot: Path, keep: Sequence[str] = ()) -> None:
         """Stop the server (no save) and start it again on the same port, loading `snapshot`:
-        Redis comes back with the older data, a new run_id, and no memory of later writes."""
+        Redis comes back with the older data, a new run_id, and no memory of later writes.
+        `keep` names files of the data directory carried over as they are now (a cluster
+        node's `nodes.conf`, so that it rejoins its cluster as the node it was)."""
         if not snapshot.is_file():
             raise FileNotFoundError(snapshot)
+        assert self._dir is not None, "redis-server is not running"
+        carried = {name: (self._dir / name).read_bytes() for name in keep}
         self.stop()
         self._seed_rdb = snapshot
+        self._seed_files = carried
         try:
             self.start()
         finally:
             self._seed_rdb = None  # a later restart() is empty again, as documented
+            self._seed_files = {}
 
     def info(self, section: str) -> dict[str, str]:
         """`INFO section` as a dict of fields (`server.info("replication")["role"]`)."""

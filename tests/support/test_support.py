@@ -280,14 +280,12 @@ def test_proxy_refuse_fails_fast_and_resets(
 
     proxy.set_mode("refuse")
 
-    started = time.monotonic()
+    # Refused, not stalled: a stall would end in a timeout error instead (no clock is read,
+    # so a busy machine cannot fail this).
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", proxy.port), timeout=1.0)
-    assert time.monotonic() - started < 0.1
-    started = time.monotonic()
-    with pytest.raises(redis.exceptions.ConnectionError):
+    with pytest.raises(redis.exceptions.ConnectionError, match=r"(?i)refused"):
         client(proxy.url).ping()
-    assert time.monotonic() - started < 0.1
     with pytest.raises(redis.exceptions.ConnectionError):
         before.ping()  # the connection made under pass was reset
 

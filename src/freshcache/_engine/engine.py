@@ -49,6 +49,9 @@ log = logging.getLogger("freshcache")
 #: Pause between attempts while ``close()`` flushes kept invalidations.
 FLUSH_RETRY = 0.05
 
+#: Backends whose servers can come back with older data, and say so (``server_identity``).
+IDENTIFIED_BACKENDS = frozenset({"redis", "cluster"})
+
 
 class Engine:
     """One cache's paths. Public attributes are the parts, for tools and tests to read."""
@@ -80,8 +83,11 @@ class Engine:
         self.invalidations = Invalidations(keys, strategy, health, ledger)
         # A Redis server may come back with older data (a restart from a snapshot, a failover
         # to a lagging replica): its identity is checked before the first read, and again
-        # after every failure to reach it. The naive strategy has no generations to renew.
-        health.checks_identity = strategy is Strategy.GENERATION and backends.kind == "redis"
+        # after every failure to reach it (on a cluster: every serving primary's). The naive
+        # strategy has no generations to renew.
+        health.checks_identity = (
+            strategy is Strategy.GENERATION and backends.kind in IDENTIFIED_BACKENDS
+        )
         health.unverified = health.checks_identity
         # The background replay does not wait for the breaker's cool-down: it makes one
         # attempt per backoff step, and every moment a kept invalidation waits, other

@@ -146,7 +146,13 @@ def keys(
         out.print(Text(render.printable(f"{ns}:{pattern}"), style="bold"), soft_wrap=True)
         for line in render.key_lines(sampled):
             out.print(line, soft_wrap=True)  # never wrapped: keys paste back whole
-        more = "" if sampled.complete else f" (limit {limit} reached: there are more)"
+        more = ""
+        if not sampled.complete:
+            more = (
+                f" (limit {limit} reached: there are more)"
+                if len(sampled.keys) >= limit
+                else " (scan bound reached first: there may be more)"
+            )
         out.print(f"{len(sampled.keys)} key(s) (relative to the namespace){more}")
 
     guard(body)

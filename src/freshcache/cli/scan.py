@@ -3,7 +3,7 @@
 On one server the sample is a bounded SCAN with TTLs and MEMORY USAGE in pipelines (the
 audit's live check, which also shows freshcache's own token keys). On a cluster each key lives
 on one primary under a hash tag, with token copies in every shard, so the sample goes through
-freshcache's own Cache: ``Cache.keys`` scans every primary and returns logical names (tags
+freshcache's own Cache: ``Cache.list_keys`` scans every primary and returns logical names (tags
 stripped, copies merged, token keys left out), and ``Cache.inspect`` gives each key's TTL and
 size. That costs a few round trips per key, run concurrently in bounded batches.
 """
@@ -21,8 +21,6 @@ if TYPE_CHECKING:
 
 #: Keys inspected at once on a cluster: enough to hide latency, few enough for the pool.
 _INSPECT_BATCH = 50
-#: Most keys one Cache.keys() call may return while looking for ``limit`` user keys.
-_RAW_CAP = 1_000_000
 
 
 async def sample(
@@ -59,22 +57,7 @@ async def _sample_cluster(
 
 
 async def _user_keys(cache: Cache, match: str, limit: int) -> tuple[list[str], bool]:
-    """Up to ``limit`` + 1 user keys (the extra one says "there are more"), and whether the
-    scan saw them all.
-
-    ``Cache.keys(match, n)`` stops after ``n`` stored keys *before* it leaves out
-    freshcache's own (a token has a copy in every shard), so ``n`` grows until the user
-    keys pass the limit or stop growing.
-    """
-    wanted = limit + 1
-    previous = -1
-    while True:
-        found = await cache.keys(match, wanted)
-        if len(found) > limit:
-            return sorted(found), False
-        if len(found) == previous:
-            return sorted(found), True  # eight times more room found nothing new
-        if wanted >= _RAW_CAP:
-            return sorted(found), False  # cannot tell: say it may be incomplete
-        previous = len(found)
-        wanted = min(wanted * 8, _RAW_CAP)
+    """Up to ``limit`` user keys, and whether the scan saw them all (``Cache.list_keys``
+    leaves freshcache's own keys out before the limit, within a bounded SCAN)."""
+    listing = await cache.list_keys(match, limit)
+    return sorted(listing.keys), listing.complete

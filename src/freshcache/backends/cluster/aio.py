@@ -16,7 +16,7 @@ import redis.exceptions
 from redis.backoff import NoBackoff
 
 from freshcache.backends.base import EntryKeys
-from freshcache.backends.cluster import commands, routing
+from freshcache.backends.cluster import commands, identity, routing
 from freshcache.backends.cluster.commands import NO_OPTIONS, Item, Script
 from freshcache.backends.cluster.errors import ERRORS, REFRESH_ERRORS, classify
 from freshcache.backends.cluster.layout import ShardLayout
@@ -314,9 +314,16 @@ class AsyncClusterBackend:
         await self._fanout(side, commands.unlink_token(self.layout, token_key), durable=True)
 
     async def server_identity(self) -> bytes | None:
-        # Each node has its own history; a cluster's failovers are the cluster backend's
-        # (durable writes wait for a replica), not a single identity to compare.
-        return None
+        side, primaries = await self._primaries()
+        return identity.cluster_identity(
+            await _gathered(self._primary_identity(side, address) for address in primaries)
+        )
+
+    async def _primary_identity(self, side: _AsyncSide, address: str) -> bytes:
+        server, replication = [
+            await self._on_node(side, address, section) for section in identity.SECTIONS
+        ]
+        return identity.primary_identity(server, replication)
 
     async def store_if_unchanged(
         self, keys: EntryKeys, value: bytes, ttl_ms: int, lease: bytes, token_ttl_ms: int

@@ -16,7 +16,7 @@ import redis.exceptions
 from redis.backoff import NoBackoff
 
 from freshcache.backends.base import BackendError, EntryKeys
-from freshcache.backends.cluster import commands, routing
+from freshcache.backends.cluster import commands, identity, routing
 from freshcache.backends.cluster.commands import NO_OPTIONS, Item, Script
 from freshcache.backends.cluster.errors import ERRORS, REFRESH_ERRORS, classify
 from freshcache.backends.cluster.layout import ShardLayout
@@ -248,7 +248,20 @@ class SyncClusterBackend:
         self._fanout(topology, commands.unlink_token(self.layout, token_key), durable=True)
 
     def server_identity(self) -> bytes | None:
-        return None  # as the async face: no single identity for a cluster
+        topology, primaries = self._primaries()
+        found = routing.settled(
+            _one_by_one(
+                functools.partial(self._primary_identity, topology, address)
+                for address in primaries
+            )
+        )
+        return identity.cluster_identity(found)
+
+    def _primary_identity(self, topology: Topology, address: str) -> bytes:
+        server, replication = [
+            self._on_node(topology, address, section) for section in identity.SECTIONS
+        ]
+        return identity.primary_identity(server, replication)
 
     def store_if_unchanged(
         self, keys: EntryKeys, value: bytes, ttl_ms: int, lease: bytes, token_ttl_ms: int
