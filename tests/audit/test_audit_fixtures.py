@@ -43,6 +43,8 @@ PLANTED = {
     "over_broad": {"FC112"},
     "syntax_error": {"FC001"},
     "malformed": {"FC101", "FC113", "FC114"},
+    "key_field_missing": {"FC101", "FC116", "FC118", "FC125"},
+    "orm_attribute_write": {"FC106", "FC124"},
     # One realistic code base per cache API, each with planted defects and correct decoys.
     "corpus_homegrown": {
         "FC103", "FC106", "FC111", "FC112", "FC116", "FC117", "FC118", "FC119", "FC120",

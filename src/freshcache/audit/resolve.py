@@ -423,7 +423,9 @@ def _local_scope(func: ast.FunctionDef | ast.AsyncFunctionDef) -> dict[str, ast.
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             for target in targets:
                 for name in ast.walk(target):
-                    if isinstance(name, ast.Name):
+                    # Only names the statement binds: `row.state = x` and `rows[0] = x`
+                    # load `row`/`rows` (ctx Load) and leave them bound as they were.
+                    if isinstance(name, ast.Name) and isinstance(name.ctx, ast.Store):
                         counts[name.id] = counts.get(name.id, 0) + 1
                         if isinstance(node, ast.Assign | ast.AnnAssign) and node.value:
                             values[name.id] = node.value
@@ -435,7 +437,7 @@ def _local_scope(func: ast.FunctionDef | ast.AsyncFunctionDef) -> dict[str, ast.
             )
             for target in targets_:
                 for name in ast.walk(target):
-                    if isinstance(name, ast.Name):
+                    if isinstance(name, ast.Name) and isinstance(name.ctx, ast.Store):
                         counts[name.id] = counts.get(name.id, 0) + 2  # loop/with: not constant
     return {name: values[name] for name, count in counts.items() if count == 1 and name in values}
 

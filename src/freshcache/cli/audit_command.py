@@ -98,7 +98,8 @@ def audit(
         where = f" -> {output}" if output is not None else ""
         print(
             f"freshcache audit: {len(result.files)} file(s), {len(result.reads)} read(s), "
-            f"{len(result.writes)} write(s); {counts}{where}",
+            f"{len(result.writes)} write(s); {len(result.unanalysed)} not analysed; "
+            f"{counts}{where}",
             file=sys.stderr,
         )
         return exit_status(result, fail_on.value)

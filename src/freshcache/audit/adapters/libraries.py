@@ -211,8 +211,9 @@ def _cashews_deco(
         dropped = ()
     identity = tuple(n for n in keyed if n in ("self", "cls"))
     setup = state.get("cashews_serializer")
-    serializer: str | None = None
-    signed = False
+    # No cache.setup(...) in the code base (it is made elsewhere, from configuration):
+    # cashews' default for Redis is pickle, signed only when a secret is given, so unsigned.
+    serializer, signed = "pickle", False
     if isinstance(setup, tuple):
         serializer, signed = str(setup[0]), bool(setup[1])
     ctx.out.reads.append(
