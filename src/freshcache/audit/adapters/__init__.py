@@ -16,7 +16,7 @@ from freshcache.audit.adapters import cacheaside, homegrown, libraries, wrappers
 from freshcache.audit.adapters.base import Ctx, functions
 from freshcache.audit.config import AuditConfig
 from freshcache.audit.resolve import source
-from freshcache.audit.scanner import ScanResult
+from freshcache.audit.scanner import ScanResult, own_method
 
 __all__ = ["run_adapters"]
 
@@ -50,6 +50,8 @@ def run_adapters(out: ScanResult, config: AuditConfig) -> None:
         wrappers.scan_module(ctx)
         homegrown.scan_module(ctx, layers)
         libraries.scan_module(ctx, state)
+    for ctx in contexts:
+        libraries.scan_calls(ctx)
     for layer in layers.values():
         out.layer_code.add((layer.module.name, layer.node.name))
         if layer.service is not None:
@@ -83,6 +85,9 @@ def _sweep(ctx: Ctx, layers: set[str]) -> None:
                 or (text == "cache" and ctx.qualified(func) == "functools.cache")
             ):
                 continue
+            method = own_method(ctx.resolver, ctx.info, func)
+            if method is not None and not _talks_to_a_cache(method):
+                continue  # timing.cached on a metrics class: named like caching, is not
             where_defined = _defined_at(ctx, qual)
             in_process = where_defined and _in_process_layer(ctx, qual)
             why = (
@@ -127,6 +132,24 @@ def _sweep(ctx: Ctx, layers: set[str]) -> None:
             f"a call of {qual} the audit does not model",
             "call",
         )
+
+
+#: Calls that store or drop values: a decorator whose body makes none caches nothing.
+_CACHE_VERBS = {"get", "set", "setex", "delete", "unlink", "scan_iter", "keys", "add",
+                "delete_pattern", "delete_match", "clear", "__setitem__", "setdefault"}  # fmt: skip
+
+
+def _talks_to_a_cache(method: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    for node in ast.walk(method):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in _CACHE_VERBS
+        ):
+            return True
+        if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Store):
+            return True  # memo[key] = value
+    return False
 
 
 def _in_process_layer(ctx: Ctx, qual: str) -> str:

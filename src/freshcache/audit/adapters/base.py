@@ -78,6 +78,32 @@ class Ctx:
     def qualified(self, expr: ast.expr) -> str | None:
         return self.resolver.qualified(self.info, expr)
 
+    def by_value(self, annotation: str) -> bool:
+        """Does an argument of this annotation format by value (equal values, equal ``str()``)?
+        Besides the builtin value types: the audited code's own aliases of them
+        (``Kind = Literal["a", "b"]``, ``Tag = NewType("Tag", str)``) and its Enum classes."""
+        return all(
+            name in VALUE_TYPES or self._value_alias(name) for name in annotation_names(annotation)
+        )
+
+    def _value_alias(self, name: str) -> bool:
+        qual = self.qualified(ast.Name(id=name, ctx=ast.Load()))
+        module, _, attr = (qual or "").rpartition(".")
+        mod = self.resolver.modules.get(self.resolver.module_named(module)) if module else None
+        if mod is None:
+            return False
+        value = mod.assignments.get(attr)
+        if isinstance(value, ast.Subscript):
+            return source(value.value).rsplit(".", 1)[-1] == "Literal"
+        if isinstance(value, ast.Call) and source(value.func).rsplit(".", 1)[-1] == "NewType":
+            return len(value.args) == 2 and annotation_names(source(value.args[1])) <= VALUE_TYPES
+        return any(
+            isinstance(node, ast.ClassDef)
+            and node.name == attr
+            and any(source(b).rsplit(".", 1)[-1] in _ENUM_BASES for b in node.bases)
+            for node in mod.tree.body
+        )
+
     def library(self, expr: ast.expr) -> str | None:
         """The dotted origin of ``expr`` when it comes from an installed library (not from an
         audited module), e.g. "cashews.cache" for ``cache`` after ``from cashews import cache``."""
@@ -262,6 +288,7 @@ def is_dependency(param: Param, node: FunctionNode) -> bool:
 
 
 #: Annotations whose values have a stable, value-based text (str(), repr(), JSON).
+_ENUM_BASES = frozenset({"Enum", "StrEnum", "IntEnum", "Flag", "IntFlag"})
 VALUE_TYPES = frozenset(
     {
         "str",
