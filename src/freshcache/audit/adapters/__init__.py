@@ -29,7 +29,7 @@ _CONFIG = {
     "setup", "init", "configure", "make_region", "Cache", "caches", "set_config", "get_backend",
     "RedisBackend", "InMemoryBackend", "MemcachedBackend", "JsonCoder", "PickleCoder",
     "get_config", "add_cache", "close", "disconnect", "init_transaction", "transaction",
-    "get", "set_default",
+    "get", "set_default", "register_backend", "configure_from_config",
 }  # fmt: skip
 _LIBRARIES = ("cashews", "aiocache", "fastapi_cache", "dogpile")
 
