@@ -48,6 +48,7 @@ PLANTED = {
     # From a real code base: invalidations across modules and through aliases, value-typed
     # aliases, a metrics decorator named "cached", SQLAlchemy's table.insert() vs insert().
     "dogpile_across_modules": {"FC111"},
+    "key_builders": {"FC101", "FC106", "FC116"},
     # One realistic code base per cache API, each with planted defects and correct decoys.
     "corpus_homegrown": {
         "FC103", "FC106", "FC111", "FC112", "FC116", "FC117", "FC118", "FC119", "FC120",

@@ -22,12 +22,15 @@ from __future__ import annotations
 import ast
 
 from freshcache.audit.adapters.base import (
+    BuilderReach,
     Ctx,
     add_write,
     annotation_names,
     argument,
+    builder_reach,
     call_args,
     functions,
+    is_dependency,
     is_method,
     is_session_or_request,
     make_read,
@@ -35,7 +38,7 @@ from freshcache.audit.adapters.base import (
     pattern,
     template_key,
 )
-from freshcache.audit.model import Hole, HoleKind, PatternSource, SymText, TtlSource
+from freshcache.audit.model import Hole, HoleKind, Param, PatternSource, SymText, TtlSource
 from freshcache.audit.resolve import source
 from freshcache.audit.rules import finding
 from freshcache.audit.scanner import FunctionNode
@@ -292,10 +295,21 @@ def _aiocache_read(
     custom = "key_builder" in kwargs
     noself_arg = kwargs.get("noself")
     noself = isinstance(noself_arg, ast.Constant) and noself_arg.value is True
-    if key_value is not None:
+    positional = [n for n in names if not (noself and _implicit(qualname, node, n))]
+    reach = builder_reach(ctx, kwargs.get("key_builder"), positional) if custom else None
+    if reach is not None:
+        # aiocache calls key_builder(func, *args, **kwargs) with the call's own arguments.
+        custom = False
+        prefix = SymText.literal(namespace)
+        suffix = SymText((Hole(HoleKind.HASH, reach.name),))
+        keyed = tuple(positional)
+        dropped: tuple[tuple[str, str], ...] = ()
+        if not reach.whole:
+            keyed, dropped = _builder_split(params, keyed, reach, node)
+    elif key_value is not None:
         prefix = SymText.literal(namespace + key_value)
         suffix = SymText(())
-        keyed: tuple[str, ...] = ()
+        keyed = ()
         dropped = tuple(
             (p.name, f"key={key_value!r} is one fixed key for every call")
             for p in params
@@ -307,6 +321,8 @@ def _aiocache_read(
         keyed = tuple(n for n in names if not (noself and _implicit(qualname, node, n)))
         dropped = ()
     identity = tuple(n for n in keyed if n in ("self", "cls") and _implicit(qualname, node, n))
+    if reach is not None and not reach.whole:
+        identity = ()  # the builder reads named arguments, not the instance
     serializer: str | None = (
         "memory (the same object is returned)" if store.startswith("own:") else "json"
     )
@@ -354,20 +370,47 @@ def _fastapi_cache_read(
         override = state["fastapi_cache_expire"]
     coder = source(kwargs["coder"]) if "coder" in kwargs else "JsonCoder"
     serializer = "pickle" if "Pickle" in coder else "json (jsonable_encoder)"
+    suffix = SymText((":", Hole(HoleKind.HASH, f"md5({ctx.info.name}:{node.name}:args)")))
+    custom = "key_builder" in kwargs
+    dropped: tuple[tuple[str, str], ...] = ()
+    # fastapi-cache2 calls key_builder(func, namespace, request=, response=, args=, kwargs=)
+    # with every endpoint argument in kwargs.
+    reach = builder_reach(ctx, kwargs.get("key_builder"), [])
+    if reach is not None:
+        custom = False
+        suffix = SymText((":", Hole(HoleKind.HASH, reach.name)))
+        if not reach.whole:
+            keyed, dropped = _builder_split(params, keyed, reach, node)
     ctx.out.reads.append(
         make_read(
             ctx, qualname, node, api="fastapi-cache2", ttl_expr=ttl_expr,
             prefix=SymText.literal(namespace) if namespace else SymText(()),
             prefix_text=source(kwargs["namespace"]) if "namespace" in kwargs else "",
             prefix_node=kwargs.get("namespace", deco),
-            key_suffix=SymText(
-                (":", Hole(HoleKind.HASH, f"md5({ctx.info.name}:{node.name}:args)"))
-            ),
-            key_params=keyed, serializer=serializer, custom_key="key_builder" in kwargs,
+            key_suffix=suffix, key_params=keyed, dropped=dropped,
+            serializer=serializer, custom_key=custom,
             source_text="@" + source(deco),
             ttl_override=override,  # type: ignore[arg-type]
         )
     )  # fmt: skip
+
+
+def _builder_split(
+    params: list[Param], keyed: tuple[str, ...], reach: BuilderReach, node: FunctionNode
+) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """The parameters a key builder reads by name, and those it leaves out (and why)."""
+    kept = tuple(n for n in keyed if n in reach.named)
+    shown = ", ".join(sorted(reach.named)) or "no argument"
+    dropped = tuple(
+        (p.name, f"the key_builder {reach.name} reads only {shown}")
+        for p in params
+        if p.name in keyed
+        and p.name not in reach.named
+        and p.name not in ("self", "cls")
+        and not is_session_or_request(p)
+        and not is_dependency(p, node)
+    )
+    return kept, dropped
 
 
 def fastapi_cache_init(ctx: Ctx, state: dict[str, object]) -> None:
