@@ -49,6 +49,8 @@ PLANTED = {
     # aliases, a metrics decorator named "cached", SQLAlchemy's table.insert() vs insert().
     "dogpile_across_modules": {"FC111"},
     "key_builders": {"FC101", "FC106", "FC116"},
+    # From a real code base: cache-aside through get/set/delete helpers given the client.
+    "cacheaside_helpers": {"FC101"},
     # One realistic code base per cache API, each with planted defects and correct decoys.
     "corpus_homegrown": {
         "FC103", "FC106", "FC111", "FC112", "FC116", "FC117", "FC118", "FC119", "FC120",

@@ -176,6 +176,12 @@ class Resolver:
             target_name = self.module_named(imported[0]) if imported is not None else ""
             if imported is not None and not imported[1] and target_name in self.modules:
                 return self._name_constant(self.modules[target_name], expr.attr, depth + 1)
+            if imported is not None and target_name in self.modules:
+                # "from app.keys import Keys" then Keys.ALL: a class constant of that module
+                target = self.modules[target_name]
+                consts = target.class_constants.get(imported[1])
+                if consts is not None and expr.attr in consts:
+                    return self.constant(target, consts[expr.attr], depth + 1)
             return NOT_CONSTANT
         if isinstance(expr, ast.JoinedStr):
             out: list[str] = []

@@ -56,8 +56,12 @@ def run_adapters(out: ScanResult, config: AuditConfig) -> None:
         out.layer_code.add((layer.module.name, layer.node.name))
         if layer.service is not None:
             out.layer_code.add((layer.service.module.name, layer.service.name))
+    helpers = {h.qual: h for ctx in contexts for h in cacheaside.find_helpers(ctx, services)}
+    for helper in helpers.values():  # their bodies are steps of the reads at their call sites
+        module, _, name = helper.qual.rpartition(".")
+        out.layer_code.add((module, name))
     for ctx in contexts:
-        cacheaside.scan_module(ctx, services, swallowing)
+        cacheaside.scan_module(ctx, services, swallowing, helpers)
     homegrown.layer_findings(out, layers)
     homegrown.uncached_constructions(out, layers)
     defined = {layer.qual for layer in layers.values()}
