@@ -170,3 +170,38 @@ def test_modules_outside_packages_are_followed_by_their_path(tmp_path: Path) -> 
     (read,) = result.reads
     assert (read.module, read.api, read.ttl) == ("items.router", "aiocache cache-aside", 30.0)
     assert [f.rule for f in result.findings if f.rule == "FC116"] == ["FC116"]
+
+
+def _cashews_read(tmp_path: Path, setup: str) -> tuple[str | None, bool, set[str]]:
+    (tmp_path / "menu.py").write_text(
+        f"from cashews import cache\n\n{setup}\n\n\n"
+        '@cache(ttl="5m", key="menu:{day}")\n'
+        "async def menu(day: str) -> list:\n    return [day]\n\n\n"
+        '@cache.invalidate("menu:{day}")\nasync def edit(day: str) -> None:\n    pass\n',
+        encoding="utf-8",
+    )
+    result = run_audit([tmp_path], tmp_path)
+    (read,) = result.reads
+    return read.serializer, read.signing_key, {f.rule for f in result.findings}
+
+
+def test_cashews_without_a_setup_is_its_default_unsigned_pickle(tmp_path: Path) -> None:
+    # cache.setup(...) made from configuration outside the code base: cashews' Redis default.
+    serializer, signed, rules = _cashews_read(tmp_path, "")
+    assert (serializer, signed) == ("pickle", False)
+    assert "FC110" in rules
+
+
+@pytest.mark.parametrize(
+    ("setup", "expected"),
+    [
+        ('cache.setup("redis://cache:6379/0", secret="s3cret")', ("pickle", True)),
+        ('cache.setup("mem://")', ("memory", False)),
+    ],
+)
+def test_cashews_setup_decides_the_serializer(
+    setup: str, expected: tuple[str, bool], tmp_path: Path
+) -> None:
+    serializer, signed, rules = _cashews_read(tmp_path, setup)
+    assert (serializer, signed) == expected
+    assert "FC110" not in rules

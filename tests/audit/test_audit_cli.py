@@ -55,6 +55,20 @@ def test_default_fail_on_is_error(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "3 error(s)" in err
 
 
+def test_summary_counts_the_places_not_analysed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = materialise("corpus_unrecognised", tmp_path)
+    code, out, err = run(["audit", str(root), "--format", "json", "--fail-on", "never"], capsys)
+    assert code == 0
+    unanalysed = len(json.loads(out)["unanalysed"])
+    assert unanalysed > 0
+    assert f"write(s); {unanalysed} not analysed; " in err
+    clean = materialise("clean", tmp_path)
+    _code, _out, err = run(["audit", str(clean), "--format", "json"], capsys)
+    assert "write(s); 0 not analysed; " in err
+
+
 def test_output_file_and_formats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = materialise("clean", tmp_path)
     for fmt in ("md", "json", "sarif"):

@@ -43,6 +43,14 @@ PLANTED = {
     "over_broad": {"FC112"},
     "syntax_error": {"FC001"},
     "malformed": {"FC101", "FC113", "FC114"},
+    "key_field_missing": {"FC101", "FC116", "FC118", "FC125"},
+    "orm_attribute_write": {"FC106", "FC124"},
+    # From a real code base: invalidations across modules and through aliases, value-typed
+    # aliases, a metrics decorator named "cached", SQLAlchemy's table.insert() vs insert().
+    "dogpile_across_modules": {"FC111"},
+    "key_builders": {"FC101", "FC106", "FC116"},
+    # From a real code base: cache-aside through get/set/delete helpers given the client.
+    "cacheaside_helpers": {"FC101"},
     # One realistic code base per cache API, each with planted defects and correct decoys.
     "corpus_homegrown": {
         "FC103", "FC106", "FC111", "FC112", "FC116", "FC117", "FC118", "FC119", "FC120",

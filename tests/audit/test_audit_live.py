@@ -12,11 +12,13 @@ import http.server
 import json
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
 from audit_support import ROOT
 
+import freshcache
 from freshcache.audit import run_audit
 from freshcache.audit.config import AuditConfig
 from freshcache.audit.live import live_report
@@ -149,3 +151,66 @@ def test_audit_live_without_metrics_says_na(
     checks = {c["id"]: c for c in json.loads(capsys.readouterr().out)["checklist"]}
     assert checks["hit-ratio"]["status"] == "N/A"
     assert "--metrics" in checks["hit-ratio"]["evidence"]
+
+
+# Module level: the key holds the qualname, which must be the audited code's ("report").
+async def report(day: int) -> int:
+    return day
+
+
+async def legacy(day: int) -> int:
+    return day
+
+
+async def _fill_cluster(url: str, namespace: str) -> tuple[int, int]:
+    """Entries under a prefix the audited code declares and under one it does not."""
+    cache = freshcache.Cache.from_url(url, namespace=namespace, timeout=2.0)
+    try:
+        cached_report = cache.cached(ttl=60, key_prefix="report:{day}")(report)
+        cached_legacy = cache.cached(ttl=60, key_prefix="legacy:{day}")(legacy)
+        for day in range(30):
+            await cached_report(day)
+        for day in range(7):
+            await cached_legacy(day)
+        return 30, 7
+    finally:
+        await cache.aclose()
+
+
+async def _drop_cluster(url: str, namespace: str) -> None:
+    cache = freshcache.Cache.from_url(url, namespace=namespace, timeout=2.0)
+    try:
+        await cache.invalidate("*")
+    finally:
+        await cache.aclose()
+
+
+def test_audit_live_on_a_cluster_samples_every_primary(
+    redis_cluster_url: str,
+    unique_namespace: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (tmp_path / "reports.py").write_text(
+        "from freshcache import cached, invalidate_cache\n\n\n"
+        '@cached(ttl=60, key_prefix="report:{day}")\n'
+        "async def report(day: int) -> int:\n    return day\n\n\n"
+        '@invalidate_cache("report:*")\nasync def rebuild() -> None:\n    pass\n',
+        encoding="utf-8",
+    )
+    declared, undeclared = asyncio.run(_fill_cluster(redis_cluster_url, unique_namespace))
+    try:
+        argv = ["audit", str(tmp_path), "--live", redis_cluster_url, "-n", unique_namespace]
+        code = main([*argv, "-f", "json", "--fail-on", "never"])
+        captured = capsys.readouterr()
+        assert code == 0, captured.err
+        live = json.loads(captured.out)["live"]
+    finally:
+        asyncio.run(_drop_cluster(redis_cluster_url, unique_namespace))
+    assert live["error"] is None, live["error"]
+    # 37 entries spread by their hash tags over the three primaries: all of them are seen
+    assert live["sampled_keys"] == declared + undeclared
+    assert live["scan_complete"] is True
+    assert live["unknown_prefix"]["count"] == undeclared
+    assert all(key.startswith("legacy:") for key in live["unknown_prefix"]["examples"])
+    assert live["url"].startswith("redis+cluster://")

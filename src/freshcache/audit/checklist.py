@@ -258,7 +258,8 @@ def build_checklist(
         item("after-commit", "Invalidation happens after successful operations (after commit)",
              after_commit, "writes"),
         item("keys-complete", "Every argument that changes the result reaches the key, by value",
-             by_rule(("FC116", "FC109"), "no argument dropped from a key or keyed by identity")),
+             by_rule(("FC116", "FC109", "FC125"),
+                     "no argument dropped from a key or keyed by identity")),
         item("values-round-trip", "Cached values come back as they went in (serializer, hit test)",
              by_rule(("FC117", "FC118", "FC110"), "no value the serializer or hit test loses")),
         item("fails-safe", "Redis down: no invalidation lost, no security check passed, no "

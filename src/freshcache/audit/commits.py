@@ -47,11 +47,27 @@ def _teardown_commit(caller: FunctionFacts, functions: list[FunctionFacts]) -> s
 
 
 def _sites(
-    functions: list[FunctionFacts], name: str, exclude: FunctionFacts | None
+    functions: list[FunctionFacts], name: str, exclude: FunctionFacts
 ) -> list[tuple[FunctionFacts, CallSite]]:
     return [
-        (f, site) for f in functions if f is not exclude for site in f.calls if site.name == name
+        (f, site)
+        for f in functions
+        if f is not exclude
+        for site in f.calls
+        if site.name == name and _may_call(f, site, exclude)
     ]
+
+
+def _may_call(caller: FunctionFacts, site: CallSite, callee: FunctionFacts) -> bool:
+    """Can ``site`` be a call of ``callee``? A module-level function is called by its bare name
+    in its module, or through a name that resolves to it (``blocktag.insert(...)``), never
+    as a method of something else (``table.insert()`` is SQLAlchemy's). Methods are matched
+    by name: the receiver's type is not known."""
+    if "." in callee.qualname:
+        return True
+    if site.target:
+        return site.target == f"{callee.module}.{callee.qualname}"
+    return site.plain and caller.module == callee.module
 
 
 def _where(caller: FunctionFacts, line: int) -> str:

@@ -13,7 +13,7 @@ import dataclasses
 import re
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from freshcache.audit import globmatch
@@ -42,17 +42,21 @@ def check_redis_url(url: str) -> None:
             "memory:// lives inside one process and cannot be reached from outside; give the "
             "redis:// URL of the backend, or the service's http(s):// /metrics URL"
         )
-    if url.startswith("redis+cluster://"):
-        raise LiveError(
-            "redis+cluster:// is not supported by the live tools yet; give the redis:// URL of "
-            "one primary (each primary holds part of the keyspace)"
-        )
+    if is_cluster_url(url):
+        return  # scanned primary by primary by the sampler given to live_report
     if not url.startswith(REDIS_SCHEMES):
         scheme = url.split("://", 1)[0] + "://" if "://" in url else url
         raise LiveError(
             f"not a Redis URL: {redact(scheme)!s} (expected redis://host:port/db, "
             "rediss://... for TLS, or unix:///path)"
         )
+
+
+CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
+
+
+def is_cluster_url(url: str) -> bool:
+    return url.lower().startswith(CLUSTER_SCHEMES)
 
 
 def glob_escape(text: str) -> str:
@@ -72,6 +76,10 @@ class KeySample:
     complete: bool  # False: stopped at the limit; the numbers are a sample
 
 
+#: ``(url, namespace, match, limit, call_timeout) -> KeySample``
+Sampler = Callable[[str, str, str, int, float], Awaitable[KeySample]]
+
+
 def _redis_error(url: str, exc: BaseException) -> LiveError:
     detail = str(exc).strip() or type(exc).__name__
     return LiveError(f"cannot use the Redis server at {redact(url)}: {detail}")
@@ -80,8 +88,14 @@ def _redis_error(url: str, exc: BaseException) -> LiveError:
 async def sample_keys(
     url: str, namespace: str, match: str = "*", limit: int = 10_000, call_timeout: float = 5.0
 ) -> KeySample:
-    """Up to ``limit`` keys of ``namespace`` matching ``match``, with TTLs and sizes."""
+    """Up to ``limit`` keys of ``namespace`` matching ``match``, with TTLs and sizes, from one
+    Redis server (a cluster is sampled by the sampler given to `live_report`)."""
     check_redis_url(url)
+    if is_cluster_url(url):
+        raise LiveError(
+            f"{redact(url)}: a Redis Cluster is sampled primary by primary; run the audit "
+            "through the freshcache command line, which scans every primary"
+        )
     try:
         import redis.asyncio as aioredis
         from redis.exceptions import RedisError, ResponseError
@@ -282,14 +296,18 @@ async def live_report(
     config: AuditConfig,
     metrics_url: str | None = None,
     call_timeout: float = 5.0,
+    sampler: Sampler | None = None,
 ) -> LiveReport:
-    """Sample the namespace, classify its keys by the code's prefixes, read the metrics."""
+    """Sample the namespace, classify its keys by the code's prefixes, read the metrics.
+
+    ``sampler(url, namespace, match, limit, call_timeout)`` takes the key sample; the default
+    reads one Redis server. The command line passes its own, which also scans every primary
+    of a Redis Cluster through freshcache's cluster backend (a layer above this one)."""
     errors: list[str] = []
     sample = KeySample((), False)
+    take = sampler if sampler is not None else sample_keys
     try:
-        sample = await sample_keys(
-            url, namespace, limit=config.live_sample, call_timeout=call_timeout
-        )
+        sample = await take(url, namespace, "*", config.live_sample, call_timeout)
     except LiveError as exc:
         errors.append(str(exc))
     matchers = _matcher(reads)

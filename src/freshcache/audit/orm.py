@@ -4,7 +4,8 @@ a cached read selects from, and invalidates none of that read's entries.
 The tables are the ORM model classes of the audited code (a declarative base among their
 bases). A read's tables are the models its body refers to, following the calls it makes into
 the audited code (a repository method); a write's are the models it adds, constructs for
-``session.add``, or names in ``insert()/update()/delete()`` or ``Model.create/update/delete``.
+``session.add``, or names in ``insert()/update()/delete()`` or ``Model.create/update/delete``,
+or loads and changes by attribute assignment before a commit or flush.
 Tests are left out: they do not run against the production cache.
 """
 
@@ -78,7 +79,48 @@ def _written(node: ast.AST, models: set[str]) -> dict[str, str]:
             if isinstance(root, ast.Name) and root.id in models:
                 new_rows = func.attr in ("create", "bulk_create", "insert")
                 mark(root.id, "insert" if new_rows else "change")
+    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+        for model in _assigned_models(node, models):
+            mark(model, "change")
     return out
+
+
+_SAVES = {"commit", "flush"}
+
+
+def _assigned_models(node: FunctionNode, models: set[str]) -> set[str]:
+    """Models changed by attribute assignment and saved in the same function:
+    ``booking = await session.get(Booking, id); booking.status = CANCELLED;
+    await session.commit()`` (the unit of work writes the dirty object at the flush)."""
+    saves = any(
+        isinstance(c, ast.Call) and isinstance(c.func, ast.Attribute) and c.func.attr in _SAVES
+        for c in walk_local(node)
+    )
+    if not saves:
+        return set()
+    scope = local_scope(node)
+    annotated = {
+        a.arg: {n.id for n in ast.walk(a.annotation) if isinstance(n, ast.Name)} & models
+        for a in (*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs)
+        if a.annotation is not None
+    }
+    found: set[str] = set()
+    for child in walk_local(node):
+        if not isinstance(child, ast.Assign | ast.AugAssign | ast.AnnAssign):
+            continue
+        targets = child.targets if isinstance(child, ast.Assign) else [child.target]
+        for target in targets:
+            if not (isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name)):
+                continue
+            name = target.value.id
+            if name in ("self", "cls"):
+                continue
+            if name in annotated:  # def cancel(booking: Booking, ...)
+                found |= annotated[name]
+            value = scope.get(name)
+            if value is not None:  # booking = await session.get(Booking, booking_id)
+                found |= {n.id for n in ast.walk(value) if isinstance(n, ast.Name)} & models
+    return found
 
 
 def _read_tables(scan: ScanResult, module: str, qualname: str, models: set[str]) -> set[str]:

@@ -176,6 +176,12 @@ class Resolver:
             target_name = self.module_named(imported[0]) if imported is not None else ""
             if imported is not None and not imported[1] and target_name in self.modules:
                 return self._name_constant(self.modules[target_name], expr.attr, depth + 1)
+            if imported is not None and target_name in self.modules:
+                # "from app.keys import Keys" then Keys.ALL: a class constant of that module
+                target = self.modules[target_name]
+                consts = target.class_constants.get(imported[1])
+                if consts is not None and expr.attr in consts:
+                    return self.constant(target, consts[expr.attr], depth + 1)
             return NOT_CONSTANT
         if isinstance(expr, ast.JoinedStr):
             out: list[str] = []
@@ -423,7 +429,9 @@ def _local_scope(func: ast.FunctionDef | ast.AsyncFunctionDef) -> dict[str, ast.
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             for target in targets:
                 for name in ast.walk(target):
-                    if isinstance(name, ast.Name):
+                    # Only names the statement binds: `row.state = x` and `rows[0] = x`
+                    # load `row`/`rows` (ctx Load) and leave them bound as they were.
+                    if isinstance(name, ast.Name) and isinstance(name.ctx, ast.Store):
                         counts[name.id] = counts.get(name.id, 0) + 1
                         if isinstance(node, ast.Assign | ast.AnnAssign) and node.value:
                             values[name.id] = node.value
@@ -435,7 +443,7 @@ def _local_scope(func: ast.FunctionDef | ast.AsyncFunctionDef) -> dict[str, ast.
             )
             for target in targets_:
                 for name in ast.walk(target):
-                    if isinstance(name, ast.Name):
+                    if isinstance(name, ast.Name) and isinstance(name.ctx, ast.Store):
                         counts[name.id] = counts.get(name.id, 0) + 2  # loop/with: not constant
     return {name: values[name] for name, count in counts.items() if count == 1 and name in values}
 

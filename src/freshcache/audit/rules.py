@@ -100,6 +100,9 @@ RULES: dict[str, Rule] = {
         Rule("FC124", "orm-write-not-invalidated", Severity.WARNING,
              "A function writes rows of a table a cached read selects from, and invalidates "
              "none of its entries."),
+        Rule("FC125", "key-names-missing-argument", Severity.WARNING,
+             "A key list names an argument the function does not have: it is the same "
+             "(missing) value in every key, most often a misspelling."),
         Rule("FC201", "orphan-keys", Severity.WARNING,
              "Live: entries without a TTL never expire."),
         Rule("FC202", "unknown-prefix-keys", Severity.WARNING,

@@ -86,6 +86,10 @@ class CallSite:
     line: int
     in_unit_of_work: bool  # inside "with cache.deferred()" / "with unit_of_work(session)"
     commit_after: int | None  # line of a commit in the caller after this call, if any
+    #: "module.function" the call resolves to (``blocktag.insert(...)``), "" when it does not
+    #: (``table.insert()``, ``self.repo.save()``)
+    target: str = ""
+    plain: bool = False  # called by a bare name: ``insert(...)``
 
 
 @dataclasses.dataclass(slots=True)
@@ -303,6 +307,8 @@ class _ModuleScanner:
     def _foreign(self, expr: ast.expr) -> bool:
         """Does ``expr`` name something another cache library or an in-repo definition owns
         (the adapters model those), rather than freshcache?"""
+        if own_method(self.resolver, self.info, expr) is not None:
+            return True  # timing.cached, a method of the audited code's own class
         while isinstance(expr, ast.Attribute | ast.Call):
             expr = expr.func if isinstance(expr, ast.Call) else expr.value
         qual = self.resolver.qualified(self.info, expr)
@@ -560,6 +566,9 @@ class _ModuleScanner:
                 continue
             if not self._is_cache(receiver) or self._foreign(receiver):
                 continue
+            named = self.resolver.qualified(self.info, receiver)
+            if named is not None and defined_in_repo(self.resolver, named):
+                continue  # d.cached_count.invalidate(id): a function of the audited code's own
             arg = (
                 call.args[0]
                 if call.args
@@ -619,6 +628,7 @@ class _ModuleScanner:
         facts = FunctionFacts(self.info.name, qualname, node, self.loc(node))
         uow_spans: list[tuple[int, int]] = []
         begin_spans: list[tuple[int, int]] = []
+        explicit: list[int] = []  # commit() calls
         for child in walk_local(node):
             if isinstance(child, ast.With | ast.AsyncWith):
                 end = child.end_lineno or child.lineno
@@ -633,21 +643,30 @@ class _ModuleScanner:
                             facts.commit_lines.append(end)
             elif isinstance(child, ast.Call) and _call_name(child) == "commit":
                 facts.commit_lines.append(child.lineno)
+                explicit.append(child.lineno)
         for child in walk_local(node):
             if isinstance(child, ast.Call):
                 name = _call_name(child)
                 if not name:
                     continue
                 line = child.lineno
-                later = [c for c in facts.commit_lines if c > line] + [
+                # A "with session.begin():" block commits what runs inside it; one that starts
+                # after the call opens a new transaction, which cannot hold the call's writes.
+                later = [c for c in explicit if c > line] + [
                     end for start, end in begin_spans if start <= line <= end
                 ]
+                target = self.resolver.qualified(self.info, child.func) or ""
+                if target:
+                    module, _, last = target.rpartition(".")
+                    target = f"{self.resolver.module_named(module)}.{last}" if module else ""
                 facts.calls.append(
                     CallSite(
                         name=name,
                         line=line,
                         in_unit_of_work=any(s <= line <= e for s, e in uow_spans),
                         commit_after=min(later) if later else None,
+                        target=target,
+                        plain=isinstance(child.func, ast.Name),
                     )
                 )
         facts.commit_lines.sort()
@@ -655,6 +674,30 @@ class _ModuleScanner:
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+
+def own_method(resolver: Resolver, info: ModuleInfo, expr: ast.expr) -> FunctionNode | None:
+    """The method ``expr`` names when it is ``instance.method`` on a module-level instance of a
+    class of the audited code that defines the method itself (``timing.cached`` after
+    ``timing = CachedMetric(...)``): that class's method, not freshcache's ``Cache.cached``."""
+    if isinstance(expr, ast.Call):
+        expr = expr.func
+    if not isinstance(expr, ast.Attribute):
+        return None
+    qual = resolver.qualified(info, expr.value)
+    if qual is None:
+        return None
+    module, _, name = qual.rpartition(".")
+    mod = resolver.modules.get(resolver.module_named(module)) if module else None
+    value = mod.assignments.get(name) if mod is not None else None
+    if mod is None or not isinstance(value, ast.Call):
+        return None
+    made = resolver.qualified(mod, value.func)
+    if made is None:
+        return None
+    cls_module, _, cls = made.rpartition(".")
+    owner = resolver.modules.get(resolver.module_named(cls_module)) if cls_module else None
+    return owner.functions.get(f"{cls}.{expr.attr}") if owner is not None else None
 
 
 def defined_in_repo(resolver: Resolver, qual: str) -> bool:

@@ -47,7 +47,10 @@ def audit(
         float | None, typer.Option(metavar="SECONDS", help="longest TTL allowed")
     ] = None,
     live: Annotated[
-        str | None, typer.Option(metavar="URL", help="also check this Redis (redis://...) live")
+        str | None,
+        typer.Option(
+            metavar="URL", help="also check this Redis (redis://... or redis+cluster://...) live"
+        ),
     ] = None,
     namespace: Namespace = None,
     metrics: Annotated[
@@ -83,7 +86,9 @@ def audit(
             from freshcache.audit.live import live_report
 
             ns = namespace_or_default(namespace)
-            report = asyncio.run(live_report(live, ns, result.reads, config, metrics, timeout))
+            report = asyncio.run(
+                live_report(live, ns, result.reads, config, metrics, timeout, sampler=_sample)
+            )
             result = with_live(result, report, config)
         text = render(result, chosen)
         if output is None:
@@ -98,12 +103,25 @@ def audit(
         where = f" -> {output}" if output is not None else ""
         print(
             f"freshcache audit: {len(result.files)} file(s), {len(result.reads)} read(s), "
-            f"{len(result.writes)} write(s); {counts}{where}",
+            f"{len(result.writes)} write(s); {len(result.unanalysed)} not analysed; "
+            f"{counts}{where}",
             file=sys.stderr,
         )
         return exit_status(result, fail_on.value)
 
     raise typer.Exit(guard(body))
+
+
+async def _sample(url: str, namespace: str, match: str, limit: int, call_timeout: float) -> Any:
+    """The key sample of the live audit: the CLI's own (one server, or every primary of a
+    Redis Cluster through freshcache's cluster backend), its errors as the report's."""
+    from freshcache.audit.live import LiveError
+    from freshcache.cli.scan import sample
+
+    try:
+        return await sample(url, namespace, match, limit, call_timeout)
+    except CliError as exc:
+        raise LiveError(str(exc)) from None
 
 
 def render(result: Any, format: Format) -> str:

@@ -16,7 +16,7 @@ from freshcache.audit.adapters import cacheaside, homegrown, libraries, wrappers
 from freshcache.audit.adapters.base import Ctx, functions
 from freshcache.audit.config import AuditConfig
 from freshcache.audit.resolve import source
-from freshcache.audit.scanner import ScanResult
+from freshcache.audit.scanner import ScanResult, own_method
 
 __all__ = ["run_adapters"]
 
@@ -29,7 +29,7 @@ _CONFIG = {
     "setup", "init", "configure", "make_region", "Cache", "caches", "set_config", "get_backend",
     "RedisBackend", "InMemoryBackend", "MemcachedBackend", "JsonCoder", "PickleCoder",
     "get_config", "add_cache", "close", "disconnect", "init_transaction", "transaction",
-    "get", "set_default",
+    "get", "set_default", "register_backend", "configure_from_config",
 }  # fmt: skip
 _LIBRARIES = ("cashews", "aiocache", "fastapi_cache", "dogpile")
 
@@ -50,12 +50,18 @@ def run_adapters(out: ScanResult, config: AuditConfig) -> None:
         wrappers.scan_module(ctx)
         homegrown.scan_module(ctx, layers)
         libraries.scan_module(ctx, state)
+    for ctx in contexts:
+        libraries.scan_calls(ctx)
     for layer in layers.values():
         out.layer_code.add((layer.module.name, layer.node.name))
         if layer.service is not None:
             out.layer_code.add((layer.service.module.name, layer.service.name))
+    helpers = {h.qual: h for ctx in contexts for h in cacheaside.find_helpers(ctx, services)}
+    for helper in helpers.values():  # their bodies are steps of the reads at their call sites
+        module, _, name = helper.qual.rpartition(".")
+        out.layer_code.add((module, name))
     for ctx in contexts:
-        cacheaside.scan_module(ctx, services, swallowing)
+        cacheaside.scan_module(ctx, services, swallowing, helpers)
     homegrown.layer_findings(out, layers)
     homegrown.uncached_constructions(out, layers)
     defined = {layer.qual for layer in layers.values()}
@@ -83,6 +89,9 @@ def _sweep(ctx: Ctx, layers: set[str]) -> None:
                 or (text == "cache" and ctx.qualified(func) == "functools.cache")
             ):
                 continue
+            method = own_method(ctx.resolver, ctx.info, func)
+            if method is not None and not _talks_to_a_cache(method):
+                continue  # timing.cached on a metrics class: named like caching, is not
             where_defined = _defined_at(ctx, qual)
             in_process = where_defined and _in_process_layer(ctx, qual)
             why = (
@@ -127,6 +136,24 @@ def _sweep(ctx: Ctx, layers: set[str]) -> None:
             f"a call of {qual} the audit does not model",
             "call",
         )
+
+
+#: Calls that store or drop values: a decorator whose body makes none caches nothing.
+_CACHE_VERBS = {"get", "set", "setex", "delete", "unlink", "scan_iter", "keys", "add",
+                "delete_pattern", "delete_match", "clear", "__setitem__", "setdefault"}  # fmt: skip
+
+
+def _talks_to_a_cache(method: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    for node in ast.walk(method):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in _CACHE_VERBS
+        ):
+            return True
+        if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Store):
+            return True  # memo[key] = value
+    return False
 
 
 def _in_process_layer(ctx: Ctx, qual: str) -> str:

@@ -78,6 +78,32 @@ class Ctx:
     def qualified(self, expr: ast.expr) -> str | None:
         return self.resolver.qualified(self.info, expr)
 
+    def by_value(self, annotation: str) -> bool:
+        """Does an argument of this annotation format by value (equal values, equal ``str()``)?
+        Besides the builtin value types: the audited code's own aliases of them
+        (``Kind = Literal["a", "b"]``, ``Tag = NewType("Tag", str)``) and its Enum classes."""
+        return all(
+            name in VALUE_TYPES or self._value_alias(name) for name in annotation_names(annotation)
+        )
+
+    def _value_alias(self, name: str) -> bool:
+        qual = self.qualified(ast.Name(id=name, ctx=ast.Load()))
+        module, _, attr = (qual or "").rpartition(".")
+        mod = self.resolver.modules.get(self.resolver.module_named(module)) if module else None
+        if mod is None:
+            return False
+        value = mod.assignments.get(attr)
+        if isinstance(value, ast.Subscript):
+            return source(value.value).rsplit(".", 1)[-1] == "Literal"
+        if isinstance(value, ast.Call) and source(value.func).rsplit(".", 1)[-1] == "NewType":
+            return len(value.args) == 2 and annotation_names(source(value.args[1])) <= VALUE_TYPES
+        return any(
+            isinstance(node, ast.ClassDef)
+            and node.name == attr
+            and any(source(b).rsplit(".", 1)[-1] in _ENUM_BASES for b in node.bases)
+            for node in mod.tree.body
+        )
+
     def library(self, expr: ast.expr) -> str | None:
         """The dotted origin of ``expr`` when it comes from an installed library (not from an
         audited module), e.g. "cashews.cache" for ``cache`` after ``from cashews import cache``."""
@@ -262,6 +288,7 @@ def is_dependency(param: Param, node: FunctionNode) -> bool:
 
 
 #: Annotations whose values have a stable, value-based text (str(), repr(), JSON).
+_ENUM_BASES = frozenset({"Enum", "StrEnum", "IntEnum", "Flag", "IntFlag"})
 VALUE_TYPES = frozenset(
     {
         "str",
@@ -429,3 +456,88 @@ def fails_open(handlers: list[ast.ExceptHandler]) -> bool:
 def security_word(text: str) -> str | None:
     lowered = text.lower().replace("-", "_")
     return next((w for w in SECURITY_WORDS if w.replace("-", "_") in lowered), None)
+
+
+# -- key builders defined in the audited code ------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BuilderReach:
+    """What a ``key_builder=`` function of the audited code puts into the key."""
+
+    name: str  # "item_key() (app/keys.py:4)"
+    whole: bool  # every argument (it passes args/kwargs or the request on whole)
+    named: frozenset[str]  # the arguments it reads by name: kwargs["day"], kwargs.get("day")
+
+
+def builder_function(ctx: Ctx, expr: ast.expr | None) -> tuple[ModuleInfo, ast.AST] | None:
+    """The function (or lambda) a ``key_builder=`` expression names, when it is audited code."""
+    if expr is None:
+        return None
+    if isinstance(expr, ast.Lambda):
+        return ctx.info, expr
+    qual = ctx.qualified(expr)
+    if qual is None:
+        return None
+    module, _, name = qual.rpartition(".")
+    mod = ctx.resolver.modules.get(ctx.resolver.module_named(module)) if module else None
+    node = mod.functions.get(name) if mod is not None else None
+    return (mod, node) if mod is not None and node is not None else None
+
+
+def builder_reach(ctx: Ctx, expr: ast.expr | None, positional: list[str]) -> BuilderReach | None:
+    """Which arguments of the cached call a key builder of the audited code reads.
+
+    ``kwargs`` (or the ``**`` parameter) read by name, ``kwargs["day"]`` / ``kwargs.get("day")``,
+    keeps only those; ``args[i]`` keeps the i-th of ``positional``; ``args``, ``kwargs`` or the
+    request passed on whole (``str(kwargs)``, ``request.url``) keeps every argument. None: not
+    a function of the audited code (its key stays opaque)."""
+    found = builder_function(ctx, expr)
+    if found is None:
+        return None
+    mod, fn = found
+    assert isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
+    spec = fn.args
+    kw_names = {"kwargs"} | ({spec.kwarg.arg} if spec.kwarg else set())
+    arg_names = {"args"} | ({spec.vararg.arg} if spec.vararg else set())
+    request_names = {"request", "req"}
+    parents: dict[int, ast.AST] = {}
+    for parent in ast.walk(fn):
+        for child in ast.iter_child_nodes(parent):
+            parents[id(child)] = parent
+    named: set[str] = set()
+    whole = False
+    for node in ast.walk(fn):
+        if not isinstance(node, ast.Name) or not isinstance(node.ctx, ast.Load):
+            continue
+        up = parents.get(id(node))
+        if node.id in kw_names:
+            if isinstance(up, ast.Subscript) and up.value is node:
+                key = up.slice
+                if isinstance(key, ast.Constant) and isinstance(key.value, str):
+                    named.add(key.value)
+                    continue
+            if isinstance(up, ast.Attribute) and up.attr == "get":
+                call = parents.get(id(up))
+                if (
+                    isinstance(call, ast.Call)
+                    and call.args
+                    and isinstance(call.args[0], ast.Constant)
+                    and isinstance(call.args[0].value, str)
+                ):
+                    named.add(call.args[0].value)
+                    continue
+            whole = True
+        elif node.id in arg_names:
+            if isinstance(up, ast.Subscript) and up.value is node:
+                index = up.slice
+                if isinstance(index, ast.Constant) and isinstance(index.value, int):
+                    if 0 <= index.value < len(positional):
+                        named.add(positional[index.value])
+                    continue
+            whole = True
+        elif node.id in request_names:
+            whole = True  # the URL or the query string: every query and path parameter
+    line = getattr(fn, "lineno", 0)
+    label = getattr(fn, "name", "<lambda>")
+    return BuilderReach(f"{label}() ({mod.display}:{line})", whole, frozenset(named))

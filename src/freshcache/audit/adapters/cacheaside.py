@@ -11,6 +11,7 @@ turns an error into a miss fails open when Redis is down: that is reported.
 from __future__ import annotations
 
 import ast
+import dataclasses
 
 from freshcache.audit.adapters.base import (
     VALUE_TYPES,
@@ -61,10 +62,14 @@ def _client(ctx: Ctx, receiver: ast.expr, services: set[str]) -> str | None:
     return None
 
 
-def scan_module(ctx: Ctx, services: set[str], swallowing: bool) -> None:
+def scan_module(
+    ctx: Ctx, services: set[str], swallowing: bool, helpers: dict[str, Helper] | None = None
+) -> None:
     for qualname, node in functions(ctx.info.tree.body):
         if (ctx.info.name, qualname.split(".")[0]) in ctx.out.layer_code:
             continue  # the layer's own get/set: its uses are analysed, not its body
+        if helpers:
+            helper_calls(ctx, qualname, node, helpers)
         _function(ctx, qualname, node, services, swallowing)
 
 
@@ -307,3 +312,134 @@ def _read(
             source_text=f"{source(get)} ... {source(put)}", ttl_override=ttl_override,
         )
     )  # fmt: skip
+
+
+# -- helper functions: get_cache(r, key) / set_cache(r, key, value, ttl) / delete_cache(r, key)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Helper:
+    """A module-level function of the audited code that does one cache step on a key it is
+    given: the calls of it are the cache-aside reads and the invalidations."""
+
+    qual: str  # "app.cache.get_cache"
+    kind: str  # "get" | "set" | "delete"
+    key_param: str
+    key_index: int
+    ttl: ast.expr | None  # set: the ex=/setex TTL, a parameter's default when it is one
+    ttl_param: str  # set: the parameter the TTL comes from ("" when a constant)
+    ttl_index: int
+
+
+def find_helpers(ctx: Ctx, services: set[str]) -> list[Helper]:
+    found: list[Helper] = []
+    for node in ctx.info.tree.body:
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        names = [a.arg for a in node.args.args]
+        defaults = dict(
+            zip(names[len(names) - len(node.args.defaults) :], node.args.defaults, strict=True)
+        )
+        steps: set[str] = set()
+        helper: Helper | None = None
+        for call in walk_local(node):
+            if not (
+                isinstance(call, ast.Call)
+                and isinstance(call.func, ast.Attribute)
+                and call.args
+                and isinstance(call.args[0], ast.Name)
+                and call.args[0].id in names
+            ):
+                continue
+            attr = call.func.attr
+            kind = "get" if attr in _GET else "set" if attr in _SET else (
+                "delete" if attr in ("delete", "unlink") else ""
+            )  # fmt: skip
+            if not kind or _client(ctx, call.func.value, services) is None:
+                continue
+            steps.add(kind)
+            key = call.args[0].id
+            ttl: ast.expr | None = None
+            if attr == "setex" and len(call.args) > 1:
+                ttl = call.args[1]
+            for kw in call.keywords:
+                if kw.arg in ("ex", "px", "ttl", "expire"):
+                    ttl = kw.value
+            ttl_param = ttl.id if isinstance(ttl, ast.Name) and ttl.id in names else ""
+            if ttl_param:
+                ttl = defaults.get(ttl_param)
+            helper = Helper(
+                f"{ctx.info.name}.{node.name}", kind, key, names.index(key), ttl, ttl_param,
+                names.index(ttl_param) if ttl_param else -1,
+            )  # fmt: skip
+        if helper is not None and len(steps) == 1:  # get and set together: a read itself
+            found.append(helper)
+    return found
+
+
+def helper_calls(ctx: Ctx, qualname: str, node: FunctionNode, helpers: dict[str, Helper]) -> None:
+    """Reads (a get helper and a set helper on one key, the value got tested) and deletes."""
+    gets: dict[str, tuple[ast.Call, ast.expr]] = {}
+    sets: dict[str, tuple[ast.Call, ast.expr, Helper]] = {}
+    scope = scope_of(node)
+    for call in walk_local(node):
+        if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Name | ast.Attribute):
+            continue
+        helper = helpers.get(ctx.qualified(call.func) or "")
+        if helper is None:
+            continue
+        key = _argument(call, helper.key_param, helper.key_index)
+        if key is None:
+            continue
+        ctx.understood(call)
+        text = source(_resolve(key, scope))
+        if helper.kind == "get":
+            gets[text] = (call, key)
+        elif helper.kind == "set":
+            sets[text] = (call, key, helper)
+        else:
+            add_write(ctx, qualname, ctx.loc(call), "imperative",
+                      (pattern(ctx.text(key, scope), "entry", source(key), ctx.loc(key),
+                               PatternSource.EXPRESSION),),
+                      api="redis-py", source_text=source(call))  # fmt: skip
+    for text, (get, key) in gets.items():
+        if text not in sets or not _tested(node, get):
+            continue
+        put, _key, helper = sets[text]
+        given = _argument(put, helper.ttl_param, helper.ttl_index) if helper.ttl_param else None
+        ttl_expr = given if given is not None else helper.ttl
+        key_expr = _resolve(key, scope)
+        used = names_in(key_expr)
+        params = params_of(node)
+        ctx.api_seen("redis-py", "the text of each get/set key (f-strings, values raw)")
+        ctx.out.reads.append(
+            make_read(
+                ctx, qualname, node, api="redis-py cache-aside", ttl_expr=ttl_expr,
+                prefix=ctx.text(key_expr, scope) or SymText(()), prefix_text=source(key_expr),
+                prefix_node=get, key_suffix=SymText(()),
+                key_params=tuple(p.name for p in params if p.name in used),
+                serializer="json", binding="module",
+                source_text=f"{source(get)} ... {source(put)}",
+            )
+        )  # fmt: skip
+
+
+def _argument(call: ast.Call, name: str, index: int) -> ast.expr | None:
+    for kw in call.keywords:
+        if kw.arg == name:
+            return kw.value
+    return call.args[index] if 0 <= index < len(call.args) else None
+
+
+def _tested(node: FunctionNode, get: ast.Call) -> bool:
+    """The value got is tested before anything is computed: returned on a hit, or the set
+    made only on a miss (``if hit is not None: value = hit else: ...; set_cache(...)``)."""
+    if _returns_on_hit(node, get):
+        return True
+    names: set[str] = set()
+    for n in walk_local(node):
+        if isinstance(n, ast.Assign):
+            value = n.value.value if isinstance(n.value, ast.Await) else n.value
+            if value is get:
+                names |= {t.id for t in n.targets if isinstance(t, ast.Name)}
+    return any(isinstance(n, ast.If) and names_in(n.test) & names for n in walk_local(node))

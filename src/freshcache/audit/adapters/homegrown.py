@@ -432,6 +432,7 @@ def _read(
     fields = ctx.resolver.constant(ctx.info, named) if named is not None else None
     if isinstance(fields, tuple) and all(isinstance(f, str) for f in fields):
         # key_fields=["product_id"]: only the named arguments reach the key
+        _missing_fields(ctx, qualname, node, fields, named)  # type: ignore[arg-type]
         for p in params:
             if p.name in fields:
                 keyed.append(p.name)
@@ -485,6 +486,31 @@ def _read(
         source_text="@" + source(deco),
         ttl_override=ttl_override,
     )
+
+
+def _missing_fields(
+    ctx: Ctx, qualname: str, node: FunctionNode, fields: tuple[str, ...], named: ast.expr
+) -> None:
+    """``key_fields=["dfd"]`` on a function without a ``dfd`` parameter: the layer looks the
+    name up among the call's arguments, finds nothing and puts the same placeholder in every
+    key (the calls share one entry unless another field tells them apart)."""
+    if node.args.kwarg is not None:
+        return  # **kwargs may carry any name
+    own = {p.name for p in params_of(node)}
+    for field in fields:
+        if field in own:
+            continue
+        ctx.finding(
+            finding(
+                "FC125",
+                ctx.loc(named),
+                f"{source(named)} names {field!r}, which is no parameter of {node.name}(): "
+                "that part of the key is the same missing value for every call",
+                "name the parameter as the function spells it; with freshcache every "
+                "parameter reaches the key unless exclude= names it",
+                f"{ctx.info.name}:{qualname}",
+            )
+        )
 
 
 _VALUE_TEXT = frozenset({"str", "int", "float", "bool", "date", "datetime", "UUID", "Decimal"})

@@ -22,13 +22,15 @@ from __future__ import annotations
 import ast
 
 from freshcache.audit.adapters.base import (
-    VALUE_TYPES,
+    BuilderReach,
     Ctx,
     add_write,
     annotation_names,
     argument,
+    builder_reach,
     call_args,
     functions,
+    is_dependency,
     is_method,
     is_session_or_request,
     make_read,
@@ -36,12 +38,14 @@ from freshcache.audit.adapters.base import (
     pattern,
     template_key,
 )
-from freshcache.audit.model import Hole, HoleKind, PatternSource, SymText, TtlSource
+from freshcache.audit.model import Hole, HoleKind, Param, PatternSource, SymText, TtlSource
 from freshcache.audit.resolve import source
 from freshcache.audit.rules import finding
 from freshcache.audit.scanner import FunctionNode
 
 _LIBRARY_NAMES = ("cashews", "aiocache", "fastapi_cache", "dogpile")
+#: Reads whose decorated function carries its own ``invalidate(...)``.
+_SELF_INVALIDATING = ("dogpile.cache", "aiocache", "home-grown")
 _CASHEWS_READS = {"cache", "early", "hit", "failover", "soft", "iterator"}
 _CASHEWS_OTHER = {
     "locked",
@@ -100,8 +104,9 @@ def _lib(ctx: Ctx, expr: ast.expr) -> tuple[str, str] | None:
 
 
 def scan_module(ctx: Ctx, state: dict[str, object]) -> None:
-    found = list(functions(ctx.info.tree.body))
-    for qualname, node in found:
+    """The decorated reads of one module (run over every module before `scan_calls`: an
+    invalidation in one module may name a read of another, ``d.get_user.invalidate(id)``)."""
+    for qualname, node in functions(ctx.info.tree.body):
         for deco in node.decorator_list:
             func = deco.func if isinstance(deco, ast.Call) else deco
             lib = _lib(ctx, func)
@@ -120,14 +125,21 @@ def scan_module(ctx: Ctx, state: dict[str, object]) -> None:
                 "cache_multi_on_arguments",
             ):
                 _dogpile_read(ctx, qualname, node, deco, call, func, state)
-    # Imperative calls matter only where a library is imported, or next to a read whose
-    # function carries its own invalidate() (dogpile, aiocache, a home-grown layer).
+
+
+def scan_calls(ctx: Ctx) -> None:
+    """The imperative calls of one module: deletes, clears, ``func.invalidate(...)``."""
+    # They matter only where a library is imported, or where a read whose function carries
+    # its own invalidate() (dogpile, aiocache, a home-grown layer) is defined or imported.
+    imported = {ctx.info.name}
+    for module, attr in ctx.info.imports.values():
+        imported |= {ctx.resolver.module_named(m) for m in (module, f"{module}.{attr}") if m}
     relevant = ctx.imports_any(_LIBRARY_NAMES) or any(
-        r.api in ("dogpile.cache", "aiocache", "home-grown") for r in ctx.out.reads
+        r.api in _SELF_INVALIDATING and r.module in imported for r in ctx.out.reads
     )
     if not relevant:
         return
-    for qualname, node in found:
+    for qualname, node in functions(ctx.info.tree.body):
         _calls(ctx, qualname, node)
     _calls(ctx, "<module>", ctx.info.tree)
 
@@ -211,8 +223,9 @@ def _cashews_deco(
         dropped = ()
     identity = tuple(n for n in keyed if n in ("self", "cls"))
     setup = state.get("cashews_serializer")
-    serializer: str | None = None
-    signed = False
+    # No cache.setup(...) in the code base (it is made elsewhere, from configuration):
+    # cashews' default for Redis is pickle, signed only when a secret is given, so unsigned.
+    serializer, signed = "pickle", False
     if isinstance(setup, tuple):
         serializer, signed = str(setup[0]), bool(setup[1])
     ctx.out.reads.append(
@@ -282,10 +295,21 @@ def _aiocache_read(
     custom = "key_builder" in kwargs
     noself_arg = kwargs.get("noself")
     noself = isinstance(noself_arg, ast.Constant) and noself_arg.value is True
-    if key_value is not None:
+    positional = [n for n in names if not (noself and _implicit(qualname, node, n))]
+    reach = builder_reach(ctx, kwargs.get("key_builder"), positional) if custom else None
+    if reach is not None:
+        # aiocache calls key_builder(func, *args, **kwargs) with the call's own arguments.
+        custom = False
+        prefix = SymText.literal(namespace)
+        suffix = SymText((Hole(HoleKind.HASH, reach.name),))
+        keyed = tuple(positional)
+        dropped: tuple[tuple[str, str], ...] = ()
+        if not reach.whole:
+            keyed, dropped = _builder_split(params, keyed, reach, node)
+    elif key_value is not None:
         prefix = SymText.literal(namespace + key_value)
         suffix = SymText(())
-        keyed: tuple[str, ...] = ()
+        keyed = ()
         dropped = tuple(
             (p.name, f"key={key_value!r} is one fixed key for every call")
             for p in params
@@ -297,6 +321,8 @@ def _aiocache_read(
         keyed = tuple(n for n in names if not (noself and _implicit(qualname, node, n)))
         dropped = ()
     identity = tuple(n for n in keyed if n in ("self", "cls") and _implicit(qualname, node, n))
+    if reach is not None and not reach.whole:
+        identity = ()  # the builder reads named arguments, not the instance
     serializer: str | None = (
         "memory (the same object is returned)" if store.startswith("own:") else "json"
     )
@@ -344,20 +370,47 @@ def _fastapi_cache_read(
         override = state["fastapi_cache_expire"]
     coder = source(kwargs["coder"]) if "coder" in kwargs else "JsonCoder"
     serializer = "pickle" if "Pickle" in coder else "json (jsonable_encoder)"
+    suffix = SymText((":", Hole(HoleKind.HASH, f"md5({ctx.info.name}:{node.name}:args)")))
+    custom = "key_builder" in kwargs
+    dropped: tuple[tuple[str, str], ...] = ()
+    # fastapi-cache2 calls key_builder(func, namespace, request=, response=, args=, kwargs=)
+    # with every endpoint argument in kwargs.
+    reach = builder_reach(ctx, kwargs.get("key_builder"), [])
+    if reach is not None:
+        custom = False
+        suffix = SymText((":", Hole(HoleKind.HASH, reach.name)))
+        if not reach.whole:
+            keyed, dropped = _builder_split(params, keyed, reach, node)
     ctx.out.reads.append(
         make_read(
             ctx, qualname, node, api="fastapi-cache2", ttl_expr=ttl_expr,
             prefix=SymText.literal(namespace) if namespace else SymText(()),
             prefix_text=source(kwargs["namespace"]) if "namespace" in kwargs else "",
             prefix_node=kwargs.get("namespace", deco),
-            key_suffix=SymText(
-                (":", Hole(HoleKind.HASH, f"md5({ctx.info.name}:{node.name}:args)"))
-            ),
-            key_params=keyed, serializer=serializer, custom_key="key_builder" in kwargs,
+            key_suffix=suffix, key_params=keyed, dropped=dropped,
+            serializer=serializer, custom_key=custom,
             source_text="@" + source(deco),
             ttl_override=override,  # type: ignore[arg-type]
         )
     )  # fmt: skip
+
+
+def _builder_split(
+    params: list[Param], keyed: tuple[str, ...], reach: BuilderReach, node: FunctionNode
+) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """The parameters a key builder reads by name, and those it leaves out (and why)."""
+    kept = tuple(n for n in keyed if n in reach.named)
+    shown = ", ".join(sorted(reach.named)) or "no argument"
+    dropped = tuple(
+        (p.name, f"the key_builder {reach.name} reads only {shown}")
+        for p in params
+        if p.name in keyed
+        and p.name not in reach.named
+        and p.name not in ("self", "cls")
+        and not is_session_or_request(p)
+        and not is_dependency(p, node)
+    )
+    return kept, dropped
 
 
 def fastapi_cache_init(ctx: Ctx, state: dict[str, object]) -> None:
@@ -397,11 +450,13 @@ def _dogpile_read(
     names = [p.name for p in params]
     keyed = tuple(n for n in names if not _implicit(qualname, node, n))
     namespace = ctx.constant_str(argument(call, "namespace"))
+    # to_str= (or a function_key_generator=) decides how arguments become text.
+    given = call_args(call)[1] if call is not None else {}
     identity = tuple(
         p.name
         for p in params
-        if p.name in keyed and p.annotation and not annotation_names(p.annotation) <= VALUE_TYPES
-    )
+        if p.name in keyed and p.annotation and not ctx.by_value(p.annotation)
+    ) if not {"to_str", "function_key_generator"} & set(given) else ()  # fmt: skip
     region = source(func.value) if isinstance(func, ast.Attribute) else ""
     ttl_expr = argument(call, "expiration_time")
     override = None
@@ -451,29 +506,41 @@ def _calls(ctx: Ctx, qualname: str, node: ast.AST) -> None:
     from freshcache.audit.resolve import walk_local
 
     for call in walk_local(node):
-        if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Attribute):
+        if not isinstance(call, ast.Call):
             continue
-        attr = call.func.attr
-        # func.invalidate(*args) on a dogpile-cached function; get_user.cache.delete(...)
-        cached_read = _cached_function(ctx, call.func.value)
+        aliased = _bound_invalidate(ctx, call.func)
+        # func.invalidate(*args) on a dogpile-cached function; get_user.cache.delete(...);
+        # forget = get_user.invalidate, then forget(id)
+        if aliased is not None:
+            cached_read, attr = aliased, "invalidate"
+        elif isinstance(call.func, ast.Attribute):
+            cached_read, attr = _cached_function(ctx, call.func.value), call.func.attr
+        else:
+            continue
         if cached_read is not None and attr in ("invalidate", "refresh", "set"):
             ctx.understood(call)
-            if attr == "invalidate":
-                read = cached_read
-                add_write(
-                    ctx,
-                    qualname,
-                    ctx.loc(call),
-                    "entry",
-                    (
-                        pattern(
-                            read.key, "entry", source(call), ctx.loc(call), PatternSource.EXPRESSION
-                        ),
+            # refresh() and set() replace the entry with the new value: as good as deleting
+            # it for staleness (the next read sees what was written).
+            add_write(
+                ctx,
+                qualname,
+                ctx.loc(call),
+                "entry",
+                (
+                    pattern(
+                        cached_read.key,
+                        "entry",
+                        source(call),
+                        ctx.loc(call),
+                        PatternSource.EXPRESSION,
                     ),
-                    api=read.api,
-                    store=read.store,
-                    source_text=source(call),
-                )
+                ),
+                api=cached_read.api,
+                store=cached_read.store,
+                source_text=source(call),
+            )
+            continue
+        if not isinstance(call.func, ast.Attribute):
             continue
         lib = _lib(ctx, call.func)
         if lib is None:
@@ -551,6 +618,32 @@ def _calls(ctx: Ctx, qualname: str, node: ast.AST) -> None:
                       source_text=source(call))  # fmt: skip
 
 
+def _bound_invalidate(ctx: Ctx, func: ast.expr):  # type: ignore[no-untyped-def]
+    """The read behind a module-level alias of its invalidate: ``forget = get_user.invalidate``
+    (called as ``forget(id)`` or ``users.forget(id)``)."""
+    if not isinstance(func, ast.Name | ast.Attribute):
+        return None
+    qual = ctx.qualified(func)
+    module, _, name = (qual or "").rpartition(".")
+    mod = ctx.resolver.modules.get(ctx.resolver.module_named(module)) if module else None
+    value = mod.assignments.get(name) if mod is not None else None
+    if not (
+        mod is not None
+        and isinstance(value, ast.Attribute)
+        and value.attr in ("invalidate", "refresh")
+        and isinstance(value.value, ast.Name)
+    ):
+        return None
+    target = value.value.id
+    return next(
+        (
+            r for r in ctx.out.reads
+            if r.module == mod.name and r.qualname == target and r.api in _SELF_INVALIDATING
+        ),
+        None,
+    )  # fmt: skip
+
+
 def _cached_function(ctx: Ctx, expr: ast.expr):  # type: ignore[no-untyped-def]
     """The read a ``name`` / ``self.name`` / ``name.cache`` receiver stands for, if any."""
     if isinstance(expr, ast.Attribute) and expr.attr == "cache":
@@ -564,11 +657,26 @@ def _cached_function(ctx: Ctx, expr: ast.expr):  # type: ignore[no-untyped-def]
     )
     if not name:
         return None
-    return next(
+    local = next(
         (
             r for r in ctx.out.reads
             if r.module == ctx.info.name and r.qualname.rsplit(".", 1)[-1] == name
-            and r.api in ("dogpile.cache", "aiocache", "home-grown")
+            and r.api in _SELF_INVALIDATING
+        ),
+        None,
+    )  # fmt: skip
+    if local is not None:
+        return local
+    # d.get_user.invalidate(id) with "from app import define as d", or an imported function
+    qual = ctx.qualified(expr) if isinstance(expr, ast.Name | ast.Attribute) else None
+    if qual is None:
+        return None
+    module, _, func = qual.rpartition(".")
+    module = ctx.resolver.module_named(module) if module else module
+    return next(
+        (
+            r for r in ctx.out.reads
+            if r.module == module and r.qualname == func and r.api in _SELF_INVALIDATING
         ),
         None,
     )  # fmt: skip
