@@ -8,6 +8,7 @@ Keys are planted under ``unique_namespace`` and deleted by name afterwards: neve
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.server
 import json
 import threading
@@ -71,9 +72,26 @@ def planted(redis_url: str, unique_namespace: str) -> Iterator[str]:
         client.close()
 
 
-@pytest.fixture
-def metrics_url() -> Iterator[str]:
-    body = METRICS.encode()
+# What a service running with verify_rate exports: one prefix had 3 stale hits in 600 checks.
+SHADOW_METRICS = (
+    METRICS
+    + """\
+# TYPE freshcache_shadow_checks_total counter
+freshcache_shadow_checks_total{namespace="NS",prefix="booking:stats"} 600
+freshcache_shadow_checks_total{namespace="NS",prefix="booking:availability:{event_date}"} 200
+freshcache_shadow_checks_total{namespace="other",prefix="booking:stats"} 50
+# TYPE freshcache_stale_hits_total counter
+freshcache_stale_hits_total{namespace="NS",prefix="booking:stats"} 3
+freshcache_stale_hits_total{namespace="NS",prefix="booking:availability:{event_date}"} 0
+freshcache_stale_hits_total{namespace="other",prefix="booking:stats"} 50
+"""
+)
+
+
+@contextlib.contextmanager
+def serving(text: str) -> Iterator[str]:
+    """A /metrics endpoint on a free loopback port that answers ``text``."""
+    body = text.encode()
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -95,6 +113,12 @@ def metrics_url() -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@pytest.fixture
+def metrics_url() -> Iterator[str]:
+    with serving(METRICS) as url:
+        yield url
 
 
 @pytest.fixture
@@ -214,3 +238,42 @@ def test_audit_live_on_a_cluster_samples_every_primary(
     assert live["unknown_prefix"]["count"] == undeclared
     assert all(key.startswith("legacy:") for key in live["unknown_prefix"]["examples"])
     assert live["url"].startswith("redis+cluster://")
+
+
+@pytest.mark.usefixtures("wide")
+def test_audit_live_reports_the_stale_hits_shadow_reads_measured(
+    redis_url: str, planted: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The service's shadow reads (verify_rate) counted stale hits: the audit reports the
+    measured rate per prefix of the audited namespace, and a prefix with stale hits is an
+    error (a write path lacks an invalidation), whatever other namespaces measured."""
+    with serving(SHADOW_METRICS.replace('"NS"', f'"{planted}"')) as url:
+        argv = ["audit", "src/myhibachi", "--live", redis_url, "-n", planted, "--metrics", url]
+        assert main([*argv, "-f", "json"]) == 1  # FC207 is an error
+        doc = json.loads(capsys.readouterr().out)
+        assert doc["live"]["stale_hits"] == [
+            {"prefix": "booking:availability:{event_date}", "rate": 0.0, "checks": 200,
+             "stale": 0},
+            {"prefix": "booking:stats", "rate": 0.005, "checks": 600, "stale": 3},
+        ]  # fmt: skip
+        stale = [f for f in doc["findings"] if f["rule"] == "FC207"]
+        assert len(stale) == 1
+        assert "3 of 600" in stale[0]["message"]
+        assert "booking:stats" in stale[0]["message"]
+        assert main([*argv, "-f", "md"]) == 1
+        md = capsys.readouterr().out
+        assert "Measured stale hits (shadow reads)" in md
+        assert "0.50%" in md
+
+
+@pytest.mark.usefixtures("wide")
+def test_audit_live_without_shadow_counters_says_how_to_measure(
+    redis_url: str, planted: str, metrics_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["audit", "src/myhibachi", "--live", redis_url, "-n", planted, "--metrics", metrics_url]
+    assert main([*argv, "-f", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["live"]["stale_hits"] == []
+    assert not [f for f in doc["findings"] if f["rule"] == "FC207"]
+    assert main([*argv, "-f", "md"]) == 0
+    assert "verify_rate" in capsys.readouterr().out

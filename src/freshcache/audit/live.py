@@ -20,6 +20,7 @@ from freshcache.audit import globmatch
 from freshcache.audit.config import AuditConfig
 from freshcache.audit.model import CachedRead, LiveReport
 from freshcache.keys import RESERVED_PREFIX, SEGMENT_SEPARATOR
+from freshcache.staleness import MeasuredStaleness, measured_staleness
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 _BATCH = 500
@@ -221,6 +222,8 @@ class MetricsSnapshot:
     prefixes: tuple[PrefixCounters, ...]
     breaker_state: str | None
     pending_invalidations: int | None
+    #: What the service's sampled shadow reads measured (empty with ``verify_rate`` 0).
+    staleness: tuple[MeasuredStaleness, ...] = ()
 
 
 _COUNTERS = {
@@ -258,10 +261,11 @@ def parse_metrics(text: str) -> MetricsSnapshot:
                     breaker = _BREAKER.get(int(sample.value))  # other values: not ours
                 elif name == "freshcache_pending_invalidations":
                     pending = (pending or 0) + int(sample.value)
+        staleness = tuple(measured_staleness(text))
     except ValueError as exc:
         raise LiveError(f"the metrics endpoint did not return Prometheus text: {exc}") from None
     prefixes = tuple(PrefixCounters(prefix, **counters) for prefix, counters in sorted(per.items()))
-    return MetricsSnapshot(prefixes, breaker, pending)
+    return MetricsSnapshot(prefixes, breaker, pending, staleness)
 
 
 def _get(url: str, timeout: float) -> str:
@@ -349,5 +353,11 @@ async def live_report(
         ),
         breaker_state=snapshot.breaker_state if snapshot else None,
         pending_invalidations=snapshot.pending_invalidations if snapshot else None,
+        stale_hits=tuple(
+            (m.prefix, m.rate, int(m.shadow_checks), int(m.stale_hits))
+            for m in (snapshot.staleness if snapshot else ())
+            # A service exports one cache per namespace label; unlabelled series are its own.
+            if m.namespace in ("", namespace)
+        ),
         error="; ".join(errors),
     )

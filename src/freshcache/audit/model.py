@@ -290,6 +290,8 @@ class LiveReport:
     breaker_state: str | None  # "closed" | "half-open" | "open"
     pending_invalidations: int | None
     error: str = ""  # the backend or the metrics endpoint could not be read
+    #: Shadow reads (``verify_rate``): (prefix, stale rate or None, checks, stale hits).
+    stale_hits: tuple[tuple[str, float | None, int, int], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

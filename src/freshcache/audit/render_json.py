@@ -137,6 +137,9 @@ def _live(live: LiveReport | None) -> dict[str, Any] | None:
         "hit_ratios": [{"prefix": p, "ratio": r, "lookups": n} for p, r, n in live.hit_ratios],
         "breaker_state": live.breaker_state,
         "pending_invalidations": live.pending_invalidations,
+        "stale_hits": [
+            {"prefix": p, "rate": r, "checks": c, "stale": n} for p, r, c, n in live.stale_hits
+        ],
         "error": live.error or None,
     }
 

@@ -277,5 +277,20 @@ def _live_section(result: AuditResult) -> list[str]:
             "",
             f"Breaker: {live.breaker_state or 'not reported'}; pending invalidations: "
             f"{'not reported' if pending is None else pending}.",
+            "",
         ]
+        if live.stale_hits:
+            out += ["Measured stale hits (shadow reads):", ""]
+            out += _table(
+                ["prefix", "checks", "stale", "rate"],
+                (
+                    [_code(p), str(c), str(n), "-" if r is None else f"{r:.2%}"]
+                    for p, r, c, n in live.stale_hits
+                ),
+            )
+        else:
+            out.append(
+                "No shadow-read counters: run the service with `verify_rate` (e.g. "
+                "`?verify_rate=0.001` in its cache URL) to measure stale hits."
+            )
     return out

@@ -115,6 +115,9 @@ RULES: dict[str, Rule] = {
              "Live: invalidations wait to be replayed; reads bypass the cache until then."),
         Rule("FC206", "live-unavailable", Severity.ERROR,
              "Live: the backend or the metrics endpoint could not be read."),
+        Rule("FC207", "measured-stale-hits", Severity.ERROR,
+             "Live: shadow reads found cached values that differ from a fresh computation "
+             "while nothing invalidated them: a write path lacks an invalidation."),
     ]
 }  # fmt: skip
 
@@ -635,6 +638,20 @@ def live_findings(live: LiveReport, config: AuditConfig) -> list[Finding]:
                     f"hit ratio of {prefix!r} is {ratio:.0%} over {lookups} lookups (alert "
                     f"below {config.hit_ratio_warn:.0%})",
                     "the TTL is too short or the prefix is invalidated too often (see FC112)",
+                )
+            )
+    for prefix, rate, checks, stale in live.stale_hits:
+        if stale:
+            found.append(
+                finding(
+                    "FC207",
+                    None,
+                    f"{stale} of {checks} shadow-read checks of {prefix!r} found a stale hit "
+                    f"({rate:.2%}): the cached value differed from a fresh computation and no "
+                    "invalidation had reached it",
+                    "find the write that changes this data and add an @invalidate_cache "
+                    "reaching this prefix (or, if the function is not deterministic, exclude "
+                    "it from verify_rate)",
                 )
             )
     if live.breaker_state not in (None, "closed"):
