@@ -8,10 +8,7 @@ Keys are planted under ``unique_namespace`` and deleted by name afterwards: neve
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import http.server
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +21,7 @@ from freshcache.audit import run_audit
 from freshcache.audit.config import AuditConfig
 from freshcache.audit.live import live_report
 from freshcache.cli import main
+from support.metrics_http import serve_metrics
 
 SERVICE = ROOT / "src" / "myhibachi"
 HASH = "0123456789abcdef"
@@ -88,36 +86,9 @@ freshcache_stale_hits_total{namespace="other",prefix="booking:stats"} 50
 )
 
 
-@contextlib.contextmanager
-def serving(text: str) -> Iterator[str]:
-    """A /metrics endpoint on a free loopback port that answers ``text``."""
-    body = text.encode()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/metrics"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-
-
 @pytest.fixture
 def metrics_url() -> Iterator[str]:
-    with serving(METRICS) as url:
+    with serve_metrics(METRICS) as url:
         yield url
 
 
@@ -247,7 +218,7 @@ def test_audit_live_reports_the_stale_hits_shadow_reads_measured(
     """The service's shadow reads (verify_rate) counted stale hits: the audit reports the
     measured rate per prefix of the audited namespace, and a prefix with stale hits is an
     error (a write path lacks an invalidation), whatever other namespaces measured."""
-    with serving(SHADOW_METRICS.replace('"NS"', f'"{planted}"')) as url:
+    with serve_metrics(SHADOW_METRICS.replace('"NS"', f'"{planted}"')) as url:
         argv = ["audit", "src/myhibachi", "--live", redis_url, "-n", planted, "--metrics", url]
         assert main([*argv, "-f", "json"]) == 1  # FC207 is an error
         doc = json.loads(capsys.readouterr().out)
