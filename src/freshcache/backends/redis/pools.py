@@ -53,6 +53,10 @@ class _KeepsSocket:
         if writer is not None and home is not None and not home.is_closed():
             with contextlib.suppress(RuntimeError):  # closed meanwhile
                 home.call_soon_threadsafe(writer.close)
+                # The close is scheduled and holds the writer: the connection object, which
+                # is dropped now, must not look open (redis-py warns of an unclosed one).
+                for stream in ("_reader", "_writer"):  # redis-py's, untyped here
+                    setattr(self, stream, None)
         then()
 
 
