@@ -143,7 +143,12 @@ def test_lock_true_runs_the_body_once_across_processes(
     allowed = sum(_backoff_polls(seconds) + 2 for seconds in waited)
     assert reads - 200 <= allowed, f"{reads - 200} polling MGETs, backoff allows {allowed}"
     others = sum(after.values()) - sum(before.values()) - reads
-    assert others <= 4 * 8, f"{others} commands besides reads for 4 processes"
+    breakdown = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
+    # Per process, not per caller: the server-identity check (GET/SET of its key), token and
+    # entry-token creation (which processes race for, so how many SETs each makes depends on
+    # the interleaving), the lock's SET NX and release, the store, TTL checks. 27 on an idle
+    # machine; 200 callers storming would be hundreds.
+    assert others <= 4 * 12, f"{others} commands besides reads for 4 processes: {breakdown}"
     client.delete(f"{unique_namespace}-body-runs")
     client.close()
 
