@@ -85,11 +85,9 @@ async def test_sync_and_async_callers_together_open_at_most_max_connections(
         stats = cache.stats()
         # The warm round was served from the cache, even with the server's maxclients at 25.
         assert stats["async"].hits >= 1
-        # Known open defect (issue 12): in one clean-clone run the sync warm round found all 100
-        # entries stale (tokens replaced between the rounds under connection contention), so
-        # it ran uncached: never a stale value, but no hits. Until it is fixed the test asserts
-        # only the promise for the sync side: every answer right, no errors, sockets bounded.
-        assert stats["sync"].hits + stats["sync"].stale + stats["sync"].misses >= CALLERS // 2
+        # Both faces: the first sync and async calls check the server together, and only one
+        # of them starts the namespace's generation (two would invalidate each other's entries).
+        assert stats["sync"].hits >= 1
         assert stats["async"].errors == 0
         assert stats["sync"].errors == 0
     finally:

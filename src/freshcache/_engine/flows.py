@@ -63,6 +63,8 @@ LOCK_POLL_FIRST, LOCK_POLL_MAX = 0.004, 0.2
 SERVER_KEY_TTL_MS = 30 * 24 * 3600 * 1000
 #: The single-flight key of the server check (token flights are keyed by tuples of keys).
 VERIFY_FLIGHT = ("freshcache", "verify-server")
+#: How long callers of one face wait for the other face's server check before they bypass.
+VERIFY_WAIT = 10.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -317,20 +319,41 @@ def verify_server(inv: Invalidations) -> Flow[None]:
     by every process, also one that never saw the old server. Then the namespace starts a fresh
     generation (its root token replaced) before anything is served from it."""
     health, keys = inv.health, inv.keys
-    current = yield from call(ServerIdentity())
-    if current is not None:
-        (stored,) = yield from call(GetMany(EntryKeys.of(keys.server_key)))
-        if stored != current:
-            yield from replace_token(inv, keys.token_key(()), MIN_TOKEN_TTL_MS)
-            yield from call(SetValue(keys.server_key, current, SERVER_KEY_TTL_MS))
-            health.new_generations += 1
-            if stored is not None:
-                log.warning(
-                    "freshcache: the server of namespace %r changed (restart or failover); "
-                    "started a fresh generation",
-                    keys.namespace,
-                )
-    health.unverified = False
+    if not (yield from claim_verify(health)):
+        return  # the other face's check is still running: callers here bypass, not bump twice
+    try:
+        if not health.unverified:
+            return  # checked by the other face since this flight began
+        epoch = health.identity_epoch
+        current = yield from call(ServerIdentity())
+        if current is not None:
+            (stored,) = yield from call(GetMany(EntryKeys.of(keys.server_key)))
+            if stored != current:
+                yield from replace_token(inv, keys.token_key(()), MIN_TOKEN_TTL_MS)
+                yield from call(SetValue(keys.server_key, current, SERVER_KEY_TTL_MS))
+                health.new_generations += 1
+                if stored is not None:
+                    log.warning(
+                        "freshcache: the server of namespace %r changed (restart or failover); "
+                        "started a fresh generation",
+                        keys.namespace,
+                    )
+        if health.identity_epoch == epoch:
+            health.unverified = False  # else a failure since may have reached another server
+    finally:
+        health.end_verify()
+
+
+def claim_verify(health: Health) -> Flow[bool]:
+    """Claim the server check, waiting (a bounded while) for the other face's check to end."""
+    deadline, delay = health.clock() + VERIFY_WAIT, 0.002
+    while not health.begin_verify():
+        remaining = deadline - health.clock()
+        if remaining <= 0:
+            return False
+        yield Sleep(min(delay, remaining))
+        delay = min(delay * 2, 0.05)
+    return True
 
 
 def recover(inv: Invalidations) -> Flow[bool]:
@@ -351,6 +374,8 @@ def replay(inv: Invalidations) -> Flow[bool]:
         except BackendError as exc:
             health.failed(exc)
             return False
+        if health.unverified:
+            return False  # the check is running on the other face, or failed meanwhile
     if not health.pending:
         return True
     if not health.begin_replay():

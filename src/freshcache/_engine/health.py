@@ -37,9 +37,11 @@ class Health:
         "_last_logged",
         "_replay_lock",
         "_suppressed_logs",
+        "_verify_lock",
         "breaker",
         "checks_identity",
         "clock",
+        "identity_epoch",
         "kind",
         "last_error",
         "new_generations",
@@ -61,11 +63,15 @@ class Health:
         self.clock = clock
         self.last_error: str | None = None
         self._replay_lock = threading.Lock()
+        self._verify_lock = threading.Lock()
         #: Whether the server's identity is checked on connect (Redis with generations).
         self.checks_identity = False
         #: True until the identity of the server is checked, and again after any failure to
         #: reach it (a reconnect may reach a server restarted from an older snapshot).
         self.unverified = False
+        #: Counts the failures that made the server unverified: a check that started before
+        #: the latest one must not mark the server verified.
+        self.identity_epoch = 0
         #: The server refused the last write it was sent (OOM, READONLY, NOREPLICAS).
         self.writes_refused = False
         #: Fresh namespace generations started because the server's identity changed.
@@ -95,6 +101,7 @@ class Health:
         self.last_error = str(exc)
         if exc.kind != "server" and self.checks_identity:
             self.unverified = True  # the next connection may reach another server
+            self.identity_epoch += 1
         elif refuses_writes(exc):
             self.writes_refused = True
         if counters is not None:
@@ -135,3 +142,12 @@ class Health:
 
     def end_replay(self) -> None:
         self._replay_lock.release()
+
+    def begin_verify(self) -> bool:
+        """Claim the server check for the whole cache; False if the other face (sync or async)
+        is at it. Two checks at once would both see the old identity and both start a fresh
+        generation, the later one invalidating what was stored after the first."""
+        return self._verify_lock.acquire(blocking=False)
+
+    def end_verify(self) -> None:
+        self._verify_lock.release()
