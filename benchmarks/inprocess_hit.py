@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """The in-process hit of ``f(a: int, b: str) -> dict``: freshcache's memory:// hit (and, with
-``--redis``, its near-cache hit over a private Redis) next to cachetools' ``TTLCache``.
+``--redis``, its near-cache hit over a private Redis) next to cachetools' ``TTLCache``, for
+sync functions (``cachetools.cached``) and async ones (cachetools has no async decorator: the
+reference is a coroutine that looks its key up in a ``TTLCache`` inline, the least any async
+in-process cache can cost).
 
     .venv/bin/python benchmarks/inprocess_hit.py [--redis]
 
@@ -70,6 +73,55 @@ def _sync_cases(near_url: str | None) -> tuple[dict[str, Callable[[], Any]], lis
     return cases, caches
 
 
+def _async_cases(near_url: str | None) -> tuple[dict[str, Callable[[], Any]], list[Any]]:
+    memory = freshcache.Cache.from_url("memory://", namespace="bench-inproc-async")
+    table: cachetools.TTLCache[Any, Any] = cachetools.TTLCache(maxsize=10_000, ttl=60)
+
+    @memory.cached(ttl=60, key_prefix="rows")
+    async def f_memory(a: int, b: str) -> dict[str, Any]:
+        return _value(a, b)
+
+    async def f_cachetools(a: int, b: str) -> dict[str, Any]:
+        key = (a, b)
+        found = table.get(key)
+        if found is None:
+            found = table[key] = _value(a, b)
+        return found  # type: ignore[no-any-return]
+
+    cases: dict[str, Callable[[], Any]] = {
+        "cachetools TTLCache": lambda: f_cachetools(7, "x"),
+        "freshcache memory:// hit": lambda: f_memory(7, "x"),
+    }
+    caches: list[Any] = [memory]
+    if near_url is not None:
+        near = freshcache.Cache.from_url(near_url, namespace="bench-inproc-async", near_lease=5.0)
+
+        @near.cached(ttl=60, key_prefix="rows")
+        async def f_near(a: int, b: str) -> dict[str, Any]:
+            return _value(a, b)
+
+        cases["freshcache near hit (Redis behind)"] = lambda: f_near(7, "x")
+        caches.append(near)
+    return cases, caches
+
+
+async def _measure_async(cases: dict[str, Callable[[], Any]]) -> dict[str, tuple[float, float]]:
+    for case in cases.values():
+        await case()
+        await case()
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    names = list(cases)
+    for r in range(ROUNDS):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            fn = cases[name]
+            gc.collect()
+            began = time.process_time()
+            for _ in range(CALLS):
+                await fn()
+            samples[name].append((time.process_time() - began) / CALLS * 1e6)
+    return {name: (statistics.median(v), min(v)) for name, v in samples.items()}
+
+
 def measure(cases: dict[str, Callable[[], Any]]) -> dict[str, tuple[float, float]]:
     samples: dict[str, list[float]] = {name: [] for name in cases}
     names = list(cases)
@@ -84,12 +136,21 @@ def measure(cases: dict[str, Callable[[], Any]]) -> dict[str, tuple[float, float
     return {name: (statistics.median(v), min(v)) for name, v in samples.items()}
 
 
-def report(results: dict[str, tuple[float, float]]) -> None:
+def report(results: dict[str, tuple[float, float]], face: str) -> None:
     base_med, _ = results["cachetools TTLCache"]
-    print("| in-process hit, sync | µs/call median | fastest round | × cachetools (median) |")
+    print(f"| in-process hit, {face} | µs/call median | fastest round | × cachetools (median) |")
     print("| --- | --- | --- | --- |")
     for name, (med, low) in results.items():
         print(f"| {name} | {med:.2f} | {low:.2f} | {med / base_med:.2f}× |")
+
+
+async def _run_async(url: str | None) -> None:
+    cases, caches = _async_cases(url)
+    try:
+        report(await _measure_async(cases), "async")
+    finally:
+        for cache in caches:
+            await cache.aclose()
 
 
 def main(argv: list[str]) -> None:
@@ -102,7 +163,9 @@ def main(argv: list[str]) -> None:
         url = server.url
     try:
         cases, caches = _sync_cases(url)
-        report(measure(cases))
+        report(measure(cases), "sync")
+        print()
+        asyncio.run(_run_async(url))
         for cache in caches:
             cache.close()
             asyncio.run(cache.aclose())

@@ -104,6 +104,34 @@ def test_store_ttl_primitives() -> None:
     assert store.acquire_lock("l", b"you", 1000)  # the lock expired
 
 
+def test_token_reads_remembered_between_hits_see_every_change() -> None:
+    """A hit remembers the tokens it read until the token table changes: every way a token
+    changes (bump, unlink, delete, expiry, eviction) is seen by the next read."""
+    clock = FakeClock()
+    store = MemoryStore(max_entries=1, clock=clock)  # token room: 2 + TOKEN_SPARE
+    entry = EntryKeys.of("e", ["root", "own"])
+    store.create_tokens(entry, ["root", "own"], [b"r1", b"o1"], 10_000)
+    assert store.get_many(entry) == [None, b"r1", b"o1"]
+    assert store.get_many(entry) == [None, b"r1", b"o1"]  # remembered
+    store.bump("own", b"o2", 10_000)
+    assert store.get_many(entry) == [None, b"r1", b"o2"]
+    store.unlink_token("root")
+    assert store.get_many(entry) == [None, None, b"o2"]
+    store.bump("root", b"r2", 10_000)
+    assert store.get_many(entry) == [None, b"r2", b"o2"]
+    store.delete(["own"])
+    assert store.get_many(entry) == [None, b"r2", None]
+    store.bump("own", b"o3", 500)
+    assert store.get_many(entry) == [None, b"r2", b"o3"]
+    clock.advance(0.5)  # "own" expires with no other change to the table
+    assert store.get_many(entry) == [None, b"r2", None]
+    store.bump("own", b"o4", 10_000)
+    assert store.get_many(entry) == [None, b"r2", b"o4"]
+    for n in range(200):  # other tokens evict these two
+        store.bump(f"other{n}", b"x", 10_000)
+    assert store.get_many(entry) == [None, None, None]
+
+
 # -- bounds -----------------------------------------------------------------------------------
 
 

@@ -151,6 +151,8 @@ class Engine:
         try:
             if near is not None and spec.near:
                 values = await self.near_io.fetch_async(loc)  # type: ignore[union-attr]
+            elif (read_now := self.backends.read_now) is not None:
+                values = read_now(loc)
             else:
                 values = await self.backends.async_backend.get_many(loc)
         except BackendError as exc:

@@ -48,6 +48,9 @@ class BackendSet:
         self._async: AsyncBackend | None = None
         self._sync: SyncBackend | None = None
         self._lock = threading.Lock()
+        #: The async face's read when it completes without suspending (memory://): the async
+        #: hit path calls it directly instead of awaiting a coroutine that never waits.
+        self.read_now: Callable[[EntryKeys], list[bytes | None]] | None = None
         # One bound on the sockets to the server for both faces and every event loop.
         self.budget = ConnectionBudget(options.max_connections, options.pool_timeout)
         if self.kind == "cluster":
@@ -60,6 +63,7 @@ class BackendSet:
 
             store = MemoryStore(clock=options.clock, **_memory_options(url))
             self._sync, self._async = store, AsyncMemoryBackend(store)
+            self.read_now = store.get_many
 
     @property
     def async_backend(self) -> AsyncBackend:
@@ -92,6 +96,7 @@ class BackendSet:
             previous = self._async, self._sync
             if async_backend is not None:
                 self._async = async_backend
+                self.read_now = None
             if sync_backend is not None:
                 self._sync = sync_backend
         return previous

@@ -61,6 +61,9 @@ class _Table:
         )
         self.bytes = 0
         self.evictions = 0
+        #: Counts every key added or removed (expiry and eviction included): a read that
+        #: remembers this number knows nothing it read has been replaced while it is unchanged.
+        self.changes = 0
 
     def get(self, key: str, now: float) -> bytes | None:
         item = self.data.get(key)
@@ -78,6 +81,7 @@ class _Table:
         if item is None:
             return False
         self.bytes -= len(key) + len(item[0]) + _OVERHEAD
+        self.changes += 1
         return True
 
     def put(self, key: str, value: bytes, ttl_ms: int | None, now: float) -> None:
@@ -85,6 +89,7 @@ class _Table:
         expires = None if ttl_ms is None or ttl_ms < 0 else now + ttl_ms / 1000
         self.data[key] = (value, expires)
         self.bytes += len(key) + len(value) + _OVERHEAD
+        self.changes += 1
         while len(self.data) > self.max_entries or self.bytes > self.max_bytes:
             self.remove(next(iter(self.data)))
             self.evictions += 1
@@ -122,6 +127,12 @@ class MemoryStore:
         # Room for each entry's own token and the prefix tokens they share.
         self._tokens = _Table(2 * max_entries + TOKEN_SPARE, max_bytes)
         self._lock = threading.RLock()
+        # The tokens a hit read, per set of token keys, while the token table is unchanged
+        # (any token put, removed, expired or evicted empties it): a hot entry's tokens are
+        # looked up, and moved to the LRU end, once per change instead of once per hit.
+        # Bounded by the token table: only reads that found every token are remembered.
+        self._token_reads: dict[tuple[str, ...], tuple[float, list[bytes | None]]] = {}
+        self._token_reads_at = -1
 
     @property
     def evictions(self) -> int:
@@ -143,16 +154,32 @@ class MemoryStore:
             else:
                 entries.move_to_end(keys.entry)
                 out = [item[0]]
-            tokens = self._tokens.data
+            table = self._tokens
+            if self._token_reads_at != table.changes:
+                self._token_reads.clear()
+                self._token_reads_at = table.changes
+            else:
+                read = self._token_reads.get(keys.tokens)
+                if read is not None and now < read[0]:
+                    out.extend(read[1])
+                    return out
+            tokens = table.data
+            found: list[bytes | None] = []
+            valid_until = float("inf")
             for key in keys.tokens:
                 item = tokens.get(key)
                 if item is None:
-                    out.append(None)
+                    found.append(None)
                 elif item[1] is not None and item[1] <= now:
-                    out.append(self._tokens.get(key, now))
+                    found.append(table.get(key, now))
                 else:
                     tokens.move_to_end(key)
-                    out.append(item[0])
+                    found.append(item[0])
+                    if item[1] is not None and item[1] < valid_until:
+                        valid_until = item[1]
+            if table.changes == self._token_reads_at and None not in found:
+                self._token_reads[keys.tokens] = (valid_until, found)
+            out.extend(found)
             return out
 
     def create_tokens(
