@@ -111,9 +111,11 @@ async def test_a_hit_is_exactly_one_mget(
     for _ in range(25):
         assert await slots("sat") == [1, 2]
     assert await asyncio.gather(*(slots("sat") for _ in range(25))) == [[1, 2]] * 25
-    assert wire.take() == [["MGET"]] * 50  # one round trip per hit, nothing else
+    # One round trip per sequential hit, nothing else; the 25 concurrent hits of one key cost
+    # two: the first caller's, and the next one, shared by the 24 that arrived meanwhile.
+    assert wire.take() == [["MGET"]] * 27
     executed = commandstats(private_redis) - before
-    assert executed["mget"] == 50
+    assert executed["mget"] == 27
     assert set(executed) - SERVER_SETUP == {"mget"}
     assert calls.count == 1
     assert private_cache.stats()["booking:availability:{day}"].hits == 50

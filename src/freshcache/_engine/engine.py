@@ -32,6 +32,7 @@ from freshcache._engine.ledger import Ledger
 from freshcache._engine.near import NearCache
 from freshcache._engine.near_io import NearIO
 from freshcache._engine.replayer import Replayer
+from freshcache._engine.rounds import SharedReads
 from freshcache._engine.rules import NO_VALUE, EntryRules
 from freshcache._engine.scope import Scope, current
 from freshcache._engine.shadow import ShadowReads
@@ -98,7 +99,9 @@ class Engine:
         self.invalidations.wake = self.replayer.wake
         #: The near cache (L1) and its round trips; None when ``near_lease`` is 0.
         self.near = near
-        self.near_io = None if near is None else NearIO(near, backends, keys, ledger)
+        #: Concurrent reads share round trips sent after they started (network backends).
+        self.shared = None if backends.kind == "memory" else SharedReads(backends)
+        self.near_io = None if near is None else NearIO(near, backends, keys, ledger, self.shared)
         # The variant of the read path is chosen once, here: the per-call path has no branch
         # for the strategy (the naive one exists only to be measured against).
         self.call_async: Callable[[FunctionSpec, Args, Kwargs], Awaitable[Any]]
@@ -151,6 +154,8 @@ class Engine:
         try:
             if near is not None and spec.near:
                 values = await self.near_io.fetch_async(loc)  # type: ignore[union-attr]
+            elif (shared := self.shared) is not None:
+                values = await shared.fetch_async(loc)
             elif (read_now := self.backends.read_now) is not None:
                 values = read_now(loc)
             else:
@@ -211,7 +216,11 @@ class Engine:
             epoch, t0 = near.epoch, near.clock()
         started = self.clock()
         try:
-            values = self.backends.sync_backend.get_many(loc)
+            shared = self.shared
+            if shared is not None:
+                values = shared.fetch_sync(loc)
+            else:
+                values = self.backends.sync_backend.get_many(loc)
         except BackendError as exc:
             health.failed(exc, counters)
             return spec.func(*args, **kwargs)

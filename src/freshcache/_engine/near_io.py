@@ -8,14 +8,13 @@ import asyncio
 import concurrent.futures
 import logging
 import time
-import weakref
 from collections.abc import Iterable
 
 from freshcache._engine.keyspace import KeySpace, Located
 from freshcache._engine.ledger import Ledger
 from freshcache._engine.near import NearCache, payload_of
 from freshcache._engine.near_push import Push
-from freshcache._engine.rounds import NextRounds
+from freshcache._engine.rounds import SharedReads
 from freshcache._engine.spec import FunctionSpec
 from freshcache.backends import BackendError, BackendSet
 
@@ -25,7 +24,14 @@ log = logging.getLogger("freshcache")
 class NearIO:
     """What the near cache needs of the network, for one engine."""
 
-    def __init__(self, near: NearCache, backends: BackendSet, keys: KeySpace, ledger: Ledger):
+    def __init__(
+        self,
+        near: NearCache,
+        backends: BackendSet,
+        keys: KeySpace,
+        ledger: Ledger,
+        shared: SharedReads | None = None,
+    ):
         self.near = near
         self.backends = backends
         self.keys = keys
@@ -35,10 +41,9 @@ class NearIO:
         self.push = Push(backends.url, keys.key("__near__"), self._pushed, timeout=1.0)
         self._tasks: set[asyncio.Task[None]] = set()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
-        # Per event loop (a future belongs to one): the reads of a key shared by its callers.
-        self._rounds: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, NextRounds] = (
-            weakref.WeakKeyDictionary()
-        )
+        # Foreground reads and revalidations share round trips sent after they started: a hot
+        # key costs one read in flight and one pending, many keys' revalidations one batch.
+        self.shared = shared if shared is not None else SharedReads(backends)
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -52,12 +57,7 @@ class NearIO:
     async def fetch_async(self, loc: Located) -> list[bytes | None]:
         """The foreground read of a key whose near entry is missing or expired: callers that
         arrive together share the next read sent after they arrived, never one in flight."""
-        loop = asyncio.get_running_loop()
-        rounds = self._rounds.get(loop)
-        if rounds is None:
-            rounds = self._rounds[loop] = NextRounds()
-        backend = self.backends.async_backend
-        return await rounds.fetch(loc.entry, lambda: backend.get_many(loc))
+        return await self.shared.fetch_async(loc)
 
     def revalidate_async(self, spec: FunctionSpec, loc: Located) -> None:
         """Start the background revalidation of a hot key (one per key at a time)."""
@@ -73,7 +73,7 @@ class NearIO:
         near = self.near
         try:
             epoch, t0 = near.epoch, near.clock()
-            values = await self.backends.async_backend.get_many(loc)
+            values = await self.shared.fetch_async(loc)
             self._revalidated(spec, loc, values, t0, epoch)
         except BackendError as exc:
             # The entry simply runs out at its deadline; the foreground read will see the error.
@@ -99,7 +99,7 @@ class NearIO:
         near = self.near
         try:
             epoch, t0 = near.epoch, near.clock()
-            values = self.backends.sync_backend.get_many(loc)
+            values = self.shared.fetch_sync(loc)
             self._revalidated(spec, loc, values, t0, epoch)
         except BackendError as exc:
             log.debug("freshcache: near revalidation of %s failed: %s", loc.entry, exc)

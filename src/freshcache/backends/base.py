@@ -34,6 +34,21 @@ class EntryKeys:
         return cls(entry, tuple(tokens), (entry, *tokens))
 
 
+def split_batch(
+    reply: Sequence[bytes | None], batch: Sequence[EntryKeys]
+) -> list[list[bytes | None]]:
+    """One MGET's reply for several entries' ``fetch`` keys, put together, split back up."""
+    if len(reply) != sum(len(keys.fetch) for keys in batch):
+        raise BackendError("server", "a batched read answered the wrong number of keys")
+    out: list[list[bytes | None]] = []
+    start = 0
+    for keys in batch:
+        end = start + len(keys.fetch)
+        out.append(list(reply[start:end]))
+        start = end
+    return out
+
+
 class AsyncBackend(Protocol):
     """Storage primitives; every method may raise ``BackendError`` and nothing else."""
 

@@ -99,6 +99,14 @@ class AsyncRedisBackend:
         async with GATE:
             return await here.lane.mget(keys.fetch)
 
+    async def get_many_batch(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Several entries' keys in one MGET (the shared rounds' batches)."""
+        here = self._loops.get(asyncio.get_running_loop())
+        if here is None:
+            here = self._open()
+        async with GATE:
+            return await here.lane.mget(keys)
+
     async def create_tokens(
         self, keys: EntryKeys, missing: Sequence[str], fresh: Sequence[bytes], ttl_ms: int
     ) -> list[bytes]:

@@ -56,6 +56,11 @@ class SyncRedisBackend:
         with TRANSLATED:
             return self._lane.mget(keys.fetch)
 
+    def get_many_batch(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Several entries' keys in one MGET (the shared rounds' batches)."""
+        with TRANSLATED:
+            return self._lane.mget(keys)
+
     def create_tokens(
         self, keys: EntryKeys, missing: Sequence[str], fresh: Sequence[bytes], ttl_ms: int
     ) -> list[bytes]:
