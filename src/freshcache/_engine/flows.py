@@ -65,6 +65,8 @@ SERVER_KEY_TTL_MS = 30 * 24 * 3600 * 1000
 VERIFY_FLIGHT = ("freshcache", "verify-server")
 #: How long callers of one face wait for the other face's server check before they bypass.
 VERIFY_WAIT = 10.0
+#: How long an invalidation waits for a replay another caller is at before it is kept.
+REPLAY_WAIT = 2.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -364,8 +366,21 @@ def recover(inv: Invalidations) -> Flow[bool]:
     return (yield from replay(inv))
 
 
-def replay(inv: Invalidations) -> Flow[bool]:
-    """``recover`` without asking the breaker (``close()`` flushes even with it open)."""
+def claim_replay(health: Health, wait: float) -> Flow[bool]:
+    """Claim the replay, waiting up to ``wait`` seconds for another caller's to end."""
+    deadline, delay = health.clock() + wait, 0.002
+    while not health.begin_replay():
+        remaining = deadline - health.clock()
+        if remaining <= 0:
+            return False
+        yield Sleep(min(delay, remaining))
+        delay = min(delay * 2, 0.05)
+    return True
+
+
+def replay(inv: Invalidations, wait: float = 0.0) -> Flow[bool]:
+    """``recover`` without asking the breaker (``close()`` flushes even with it open).
+    ``wait``: how long to wait for a replay another caller is at (0: bypass instead)."""
     health = inv.health
     if health.unverified:
         try:
@@ -378,9 +393,11 @@ def replay(inv: Invalidations) -> Flow[bool]:
             return False  # the check is running on the other face, or failed meanwhile
     if not health.pending:
         return True
-    if not health.begin_replay():
+    if not (yield from claim_replay(health, wait)):
         return False  # another caller is replaying; bypass until it is done
     try:
+        if not health.pending:
+            return True  # the other caller replayed everything while this one waited
         batch = health.pending.snapshot()
         for pattern, _sequence in batch:
             yield from apply(inv, pattern)
@@ -397,10 +414,16 @@ def replay(inv: Invalidations) -> Flow[bool]:
 
 
 def invalidate_now(inv: Invalidations, prepared: list[Prepared]) -> Flow[None]:
+    unreachable = False
     for index, (pattern, label) in enumerate(prepared):
         try:
-            # Order matters: anything kept from before must be applied before this one.
-            if not (yield from recover(inv)):
+            # Order matters: anything kept from before must be applied before this one. An
+            # invalidation does not wait out the breaker as a read does: a read around the
+            # cache is safe, an invalidation only kept is not (other processes read what it
+            # invalidates until it is replayed). So it tries the backend (once per call), and
+            # waits a bounded while for a replay another caller is at.
+            if unreachable or not (yield from replay(inv, wait=REPLAY_WAIT)):
+                unreachable = True
                 inv.kept(pattern, label)
                 continue
             try:
@@ -417,6 +440,7 @@ def invalidate_now(inv: Invalidations, prepared: list[Prepared]) -> Flow[None]:
         except BackendError as exc:
             inv.health.failed(exc)
             inv.kept(pattern, label)
+            unreachable = True  # the later patterns are kept behind it, in order
         except BaseException:
             # Cancelled (a client disconnect) or interrupted mid-call: this pattern may or may
             # not have reached the backend, the later ones have not. Keep them all (replaying
