@@ -241,7 +241,7 @@ def test_threads_reading_many_keys_get_their_own_values(
         got = [0] * 64
 
         def call(n: int) -> None:
-            start.wait()
+            start.wait()  # noqa: B023
             got[n] = row(n)  # noqa: B023
 
         threads = [threading.Thread(target=call, args=(n,)) for n in range(64)]

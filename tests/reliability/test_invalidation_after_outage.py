@@ -62,4 +62,3 @@ async def test_an_invalidation_with_the_breaker_open_reaches_a_server_that_answe
     finally:
         await writer.aclose()
         await other.aclose()
-
