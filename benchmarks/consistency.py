@@ -614,6 +614,9 @@ class Fault:
         touched = {w[0] for w in other_writes}
         after = [r for r in paused["reads"] if r[1] >= resumed]
         on_touched = [r for r in after if r[0] in touched]
+        # Reads in the first lease after SIGCONT: the ones an entry kept before the pause
+        # would have answered had its deadline been counted in the worker's running time.
+        first_lease = [r for r in after if r[1] < resumed + self.near_lease * 1e9]
         self.paused_stale, _ = find_stale(after, writes)
         late_writes = sum(1 for w in paused["writes"] if w[2] >= resumed)
         return (
@@ -624,7 +627,8 @@ class Fault:
             f"other workers completed {len(other_writes):,} writes+invalidations (on "
             f"{len(touched)} rows) and {len(other_reads):,} reads; reads it started while "
             f"stopped: {len(own_during)} (must be 0); after SIGCONT it started {len(after):,} "
-            f"reads ({len(on_touched):,} on rows invalidated during its pause) and completed "
+            f"reads ({len(on_touched):,} on rows invalidated during its pause, "
+            f"{len(first_lease):,} within one lease of SIGCONT) and completed "
             f"{late_writes:,} writes; stale among its reads after SIGCONT: {self.paused_stale}"
         )
 
