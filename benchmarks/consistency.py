@@ -581,8 +581,10 @@ class Fault:
                 self._done.append(f"worker {SIGSTOP_WORKER} (pid {pid}) not seen stopped")
             self._stop.wait(self.pause_s)  # finish() cuts it short only if the run failed
         finally:
-            os.kill(pid, signal.SIGCONT)
+            # Stamped before the signal: this thread may lose the CPU right after sending it,
+            # and a read the worker starts meanwhile must count as after the pause.
             self._resumed_ns = time.monotonic_ns()
+            os.kill(pid, signal.SIGCONT)
 
     def finish(self) -> None:
         self._stop.set()
