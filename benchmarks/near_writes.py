@@ -222,6 +222,7 @@ class Case:
     invalidations: list[Invalidation]
     reports: list[ReaderReport]
     missing_reports: int
+    writer_errors: int
 
 
 class Readers:
@@ -353,10 +354,11 @@ async def run_case(url: str, setting: Setting, count: int, invalidations: int) -
         await wait_until(lambda: readers.caught_up(invalidations + 1), CATCH_UP)
     finally:
         reports, missing = readers.stop()
+        writer_errors = sum(s.errors for s in cache.stats().values())
         await cache.aclose()
         await source.delete(source_key)
         await source.aclose()
-    return Case(setting, count, done, reports, missing)
+    return Case(setting, count, done, reports, missing, writer_errors)
 
 
 # ------------------------------------------------------------------------------- summaries
@@ -424,7 +426,7 @@ HEADERS = [
     'invalidate("k:*") ms p50 / p99 / max',
     "item.invalidate(1) ms p50 / p99 / max",
     "push arrived, ms after ack p50 / p99",
-    "new value returned, ms after ack p50 / p99",
+    "new value returned, ms after ack (near off: after return) p50 / p99",
     "seen before the call returned",
     "all readers held an entry",
     "stale reads",
@@ -440,21 +442,22 @@ def table(cases: Sequence[Case]) -> str:
 def details(cases: Sequence[Case]) -> str:
     """The readers' own counters, and every stale read (there must be none)."""
     lines = [
-        "| near cache | readers | reads | near hits | push drops | errors | reports missing |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| near cache | readers | reads | near hits | pushes received | push drops "
+        "| reader errors | writer errors | reports missing |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     stale_lines: list[str] = []
     for case in cases:
-        if not case.readers:
-            continue
         reports = case.reports
         cells = [
             case.setting.label,
             str(case.readers),
             f"{sum(r.reads for r in reports):,}",
             f"{sum(r.near_hits for r in reports):,}",
+            f"{sum(len(r.pushes) for r in reports):,}",
             f"{sum(r.push_drops for r in reports):,}",
             str(sum(r.errors for r in reports)),
+            str(case.writer_errors),
             str(case.missing_reports),
         ]
         lines.append("| " + " | ".join(cells) + " |")
