@@ -486,6 +486,7 @@ def write_results(command: str, began: str, load_before: str, body: str) -> None
         "",
         f"`cat /proc/loadavg` before: `{load_before}`; after: `{loadavg()}`.",
         "",
+        "",
     ]
     RESULT_FILE.write_text("\n".join(header) + body)
 
