@@ -470,6 +470,29 @@ def details(cases: Sequence[Case]) -> str:
     return "\n".join([*lines, "", *stale_lines]) + "\n"
 
 
+#: How to read the table, written under it.
+NOTES = """\
+## Reading it
+
+- "ack" is the moment the writer's Redis acknowledged the invalidation (the time the near
+  cache's commit-wait starts from, read in the writer's `NearIO.dropped`). The writer returns
+  `near_lease` after it, plus 1 ms (async). With the near cache off there is no such hook, so
+  that column is measured from the call's return instead.
+- "push arrived" is when each reader's subscriber thread received the writer's message;
+  "new value returned" is when the reader's next read (a miss: a Redis read, the function's own
+  read of its source, the store) returned it. Readers pause 0.5 ms between reads, so that is
+  the resolution, plus scheduling on a busy machine.
+- "push off": the writer's publish is replaced by a no-op (a benchmark-only hook), so only the
+  commit-wait protects the readers; they find the invalidation by the hot key's background
+  revalidation (every half lease) or at the lease's end.
+- "stale reads": reads that began after an invalidation had returned and still returned an
+  older value. They must be 0; each one is listed under the counters.
+- Reader errors are backend timeouts (50 ms, freshcache's default) on a busy machine; those
+  reads ran the function uncached, so they returned the source's current value.
+
+"""
+
+
 def loadavg() -> str:
     try:
         return Path("/proc/loadavg").read_text().strip()
@@ -517,7 +540,11 @@ async def main(quick: bool, write: bool) -> None:
             f"{PAUSE * 1000:.1f} ms between reads.",
             "",
             table(cases),
+            f"Stale reads: {sum(len(r.stale) for c in cases for r in c.reports)} in "
+            f"{sum(r.reads for c in cases for r in c.reports):,} reads.",
+            "",
             details(cases),
+            NOTES,
         ]
     )
     print("\n" + body)
