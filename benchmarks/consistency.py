@@ -5,6 +5,7 @@ already returned?
     .venv/bin/python benchmarks/consistency.py                      # SQLite, every library
     .venv/bin/python benchmarks/consistency.py --db postgres --ops 100000
     .venv/bin/python benchmarks/consistency.py --libs freshcache,naive --processes 4
+    .venv/bin/python benchmarks/consistency.py --libs freshcache-near,freshcache --fault sigstop
 
 Several processes (``--processes``, each with ``--tasks`` asyncio tasks) run a mixed workload
 against a real database (an SQLite file, or a private PostgreSQL) and a private Redis:
@@ -20,18 +21,28 @@ a read is *stale* if it started after the invalidation of some version ``v`` of 
 returned, and returned a version older than ``v``. That is exactly the promise stated in
 docs/consistency.md. The checker prints the counts side by side, with examples.
 
-Faults (``--fault``), injected for real into the private Redis during each library's run:
+Faults (``--fault``), injected for real during each library's run (every round):
 
 - ``eviction``: ``maxmemory`` a little above what the server holds, ``allkeys-random`` (LRU
   would keep the workload's hot keys and evict only fillers), and a thread writing filler keys
   for the whole run, so entries and tokens are evicted under the workload (the evicted-key
   count is printed);
 - ``restart``: a BGSAVE shortly after the run starts, then, a moment later, Redis restarted
-  from that older snapshot (its tokens and entries from before the writes in between).
+  from that older snapshot (its tokens and entries from before the writes in between);
+- ``sigstop``: one worker process (never the parent) paused with SIGSTOP shortly after the run
+  starts, for ``max(1 s, 10 × --near-lease)``, then resumed with SIGCONT, while the others go
+  on reading, writing and invalidating. Every near entry the paused process holds has run out
+  by the time it resumes; the checker prints when and how long it was paused, what the others
+  did meanwhile, and the stale reads among the reads the paused process started after it
+  resumed (those are already in the total; they are shown apart because they are the ones a
+  near entry that outlived its lease would make stale).
 
-Libraries: freshcache (``@cached`` + ``@invalidate_cache``, generations and leases), the naive
-delete-after-write design (GET/SET + DEL after commit), cashews (``@cache`` +
-``@cache.invalidate``) and aiocache (``@cached`` + ``cache.delete`` after commit).
+Libraries: freshcache (``@cached`` + ``@invalidate_cache``, generations and leases),
+freshcache-near (the same, with the near cache on in every process: ``near_lease`` =
+``--near-lease``, 0.05 s by default, given to ``Cache.from_url``), the naive delete-after-write
+design (GET/SET + DEL after commit), cashews (``@cache`` + ``@cache.invalidate``) and aiocache
+(``@cached`` + ``cache.delete`` after commit). ``benchmarks/run.py`` runs the four without the
+near cache (``RUN_LIBS``); the script alone runs all five unless ``--libs`` says otherwise.
 """
 
 from __future__ import annotations
@@ -58,8 +69,17 @@ if str(ROOT) not in sys.path:
 
 from benchmarks.common import RowResult, Table, Target, fmt  # noqa: E402
 
-LIBS = ("freshcache", "naive", "cashews", "aiocache")
-FAULTS = ("none", "eviction", "restart")
+LIBS = ("freshcache", "freshcache-near", "naive", "cashews", "aiocache")
+#: The libraries of the ``consistency`` row of benchmarks/run.py (its figures stay comparable).
+RUN_LIBS = ("freshcache", "naive", "cashews", "aiocache")
+FAULTS = ("none", "eviction", "restart", "sigstop")
+#: freshcache-near: the default near lease (seconds), the near cache's own default in myhibachi.
+NEAR_LEASE = 0.05
+#: sigstop: seconds after the start of a run to pause a worker; it stays paused for
+#: max(SIGSTOP_MIN_S, SIGSTOP_LEASES × the near lease): far past any lease it holds.
+SIGSTOP_AT, SIGSTOP_MIN_S, SIGSTOP_LEASES = 0.5, 1.0, 10
+#: sigstop: which worker process is paused (its index; worker 0 is as good as any).
+SIGSTOP_WORKER = 0
 #: eviction: the head room above what Redis holds, and the size of each filler value.
 EVICTION_HEADROOM, FILLER_BYTES = 4 * 1024 * 1024, 8 * 1024
 #: restart: seconds after the start of a run to take the snapshot, then to restart from it.
@@ -154,7 +174,9 @@ Reader = Callable[[int], Awaitable[dict[str, int]]]
 Writer = Callable[[int], Awaitable[int]]
 
 
-async def _build(lib: str, redis_url: str, db: Database) -> tuple[Reader, Writer, Any]:
+async def _build(
+    lib: str, redis_url: str, db: Database, near_lease: float = NEAR_LEASE
+) -> tuple[Reader, Writer, Any]:
     """The cached read and the invalidating write of one library, and its close()."""
     from urllib.parse import urlsplit
 
@@ -162,11 +184,14 @@ async def _build(lib: str, redis_url: str, db: Database) -> tuple[Reader, Writer
     host, port = parts.hostname or "127.0.0.1", parts.port or 6379
     from benchmarks.libs import POOL_SIZE, redis_kwargs
 
-    if lib == "freshcache":
+    if lib in ("freshcache", "freshcache-near"):
         import freshcache
 
+        # freshcache-near differs in this one option: the decorators and the read and write
+        # paths are the same, so the two rows compare the near cache alone.
+        near: dict[str, Any] = {"near_lease": near_lease} if lib == "freshcache-near" else {}
         cache = freshcache.Cache.from_url(
-            redis_url, namespace=NAMESPACE, timeout=0.5, max_connections=POOL_SIZE
+            redis_url, namespace=NAMESPACE, timeout=0.5, max_connections=POOL_SIZE, **near
         )
 
         @cache.cached(ttl=TTL, key_prefix="rows:{row_id}")
@@ -261,6 +286,7 @@ def _worker(
     rows: int,
     write_ratio: float,
     deadline_s: float,
+    near_lease: float,
     ready: Any,
     go: Any,
     conn: Any,
@@ -268,7 +294,7 @@ def _worker(
     async def main() -> dict[str, Any]:
         db = Database(db_url)
         await db.open(tasks)
-        read, write, close = await _build(lib, redis_url, db)
+        read, write, close = await _build(lib, redis_url, db, near_lease)
         rng = random.Random(seed)
         reads: list[tuple[int, int, int, int]] = []  # row, started_ns, ended_ns, version
         writes: list[tuple[int, int, int]] = []  # row, version, invalidated_ns
@@ -379,6 +405,7 @@ def check_library(
     deadline_s: float,
     admin: Any = None,
     fault: Fault | None = None,
+    near_lease: float = NEAR_LEASE,
 ) -> dict[str, Any]:
     """Run one library's workload in ``processes`` processes and check the reads."""
     spawn = multiprocessing.get_context("spawn")
@@ -415,6 +442,7 @@ def check_library(
                 rows,
                 write_ratio,
                 deadline_s,
+                near_lease,
                 ready,
                 go,
                 child,
@@ -428,7 +456,7 @@ def check_library(
         began = time.perf_counter()
         go.wait(120)
         if fault is not None:
-            fault.start()
+            fault.start([proc.pid for proc in procs if proc.pid is not None])
         parts = [pipe.recv() for pipe in pipes]
         wall = time.perf_counter() - began
     finally:
@@ -462,14 +490,18 @@ def check_library(
         "process_seconds": [round(p["elapsed"], 2) for p in parts],
         "cache_stats": _merge_stats([p["cache_stats"] for p in parts if p.get("cache_stats")]),
         "read_p50_ms": _pct([(r[2] - r[1]) / 1e6 for r in reads], 50),
-        "fault": fault.report() if fault is not None else "",
+        "fault": fault.report(parts, writes) if fault is not None else "",
+        "paused_stale": fault.paused_stale if fault is not None else 0,
     }
 
 
 class Fault:
-    """A fault injected into the private Redis while one library's workload runs."""
+    """A fault injected while one library's workload runs: into the private Redis
+    (``eviction``, ``restart``) or into one worker process (``sigstop``)."""
 
-    def __init__(self, kind: str, server: Any, scratch: Path) -> None:
+    def __init__(
+        self, kind: str, server: Any, scratch: Path, near_lease: float = NEAR_LEASE
+    ) -> None:
         self.kind = kind
         self.server = server
         self.scratch = scratch
@@ -477,6 +509,15 @@ class Fault:
         self._thread: threading.Thread | None = None
         self._done: list[str] = []
         self._evicted_before = 0
+        #: sigstop: how long the worker stays paused, its pid, and CLOCK_MONOTONIC (ns) of
+        #: the moment it was seen stopped and of the SIGCONT (0: not reached).
+        self.pause_s = max(SIGSTOP_MIN_S, SIGSTOP_LEASES * near_lease)
+        self.near_lease = near_lease
+        self._pids: list[int] = []
+        self._stopped_ns = self._resumed_ns = 0
+        self._began_ns = 0
+        #: sigstop: stale reads among those the paused worker started after SIGCONT.
+        self.paused_stale = 0
 
     def _admin(self) -> Any:
         import redis
@@ -486,6 +527,8 @@ class Fault:
     def prepare(self) -> None:
         self._stop.clear()
         self._done = []
+        self._stopped_ns = self._resumed_ns = 0
+        self.paused_stale = 0
         if self.kind == "eviction":
             with self._admin() as admin:
                 used = int(admin.info("memory")["used_memory"])
@@ -493,9 +536,12 @@ class Fault:
                 admin.config_set("maxmemory", used + EVICTION_HEADROOM)
                 self._evicted_before = int(admin.info("stats")["evicted_keys"])
 
-    def start(self) -> None:
-        target = self._fill if self.kind == "eviction" else self._restart
-        self._thread = threading.Thread(target=target, daemon=True)
+    def start(self, pids: list[int]) -> None:
+        """Begin, as the workers are released (``pids``: the worker processes, in order)."""
+        self._pids = pids
+        self._began_ns = time.monotonic_ns()
+        targets = {"eviction": self._fill, "restart": self._restart, "sigstop": self._sigstop}
+        self._thread = threading.Thread(target=targets[self.kind], daemon=True)
         self._thread.start()
 
     def _fill(self) -> None:
@@ -519,6 +565,27 @@ class Fault:
         self.server.restart_from_snapshot(dump)
         self._done.append("restarted from it")
 
+    def _sigstop(self) -> None:
+        import signal
+
+        if self._stop.wait(SIGSTOP_AT) or len(self._pids) <= SIGSTOP_WORKER:
+            return
+        pid = self._pids[SIGSTOP_WORKER]
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            # SIGSTOP is delivered asynchronously: the pause counts from when the kernel
+            # reports the process stopped, so that it is never shorter than announced.
+            stopped = _wait_stopped(pid, timeout=1.0)
+            self._stopped_ns = time.monotonic_ns()
+            if not stopped:
+                self._done.append(f"worker {SIGSTOP_WORKER} (pid {pid}) not seen stopped")
+            self._stop.wait(self.pause_s)  # finish() cuts it short only if the run failed
+        finally:
+            # Stamped before the signal: this thread may lose the CPU right after sending it,
+            # and a read the worker starts meanwhile must count as after the pause.
+            self._resumed_ns = time.monotonic_ns()
+            os.kill(pid, signal.SIGCONT)
+
     def finish(self) -> None:
         self._stop.set()
         if self._thread is not None:
@@ -529,8 +596,58 @@ class Fault:
                 admin.config_set("maxmemory", 0)
             self._done.append(f"{evicted} keys evicted")
 
-    def report(self) -> str:
+    def report(self, parts: list[dict[str, Any]], writes: list[tuple[int, int, int]]) -> str:
+        """What was done, in words (for sigstop: checked against the workers' records)."""
+        if self.kind == "sigstop" and self._resumed_ns:
+            self._done.append(self._paused_summary(parts, writes))
         return ", ".join(self._done) or "not reached (the run ended first)"
+
+    def _paused_summary(
+        self, parts: list[dict[str, Any]], writes: list[tuple[int, int, int]]
+    ) -> str:
+        """When and how long the worker was paused, what the others did meanwhile, and how
+        its reads after SIGCONT fared (the ones a near entry past its lease would spoil)."""
+        stopped, resumed = self._stopped_ns, self._resumed_ns
+        paused = parts[SIGSTOP_WORKER]
+        others = [p for i, p in enumerate(parts) if i != SIGSTOP_WORKER]
+        own_during = [r for r in paused["reads"] if stopped < r[1] < resumed]
+        other_writes = [w for p in others for w in p["writes"] if stopped <= w[2] <= resumed]
+        other_reads = [r for p in others for r in p["reads"] if stopped <= r[1] <= resumed]
+        touched = {w[0] for w in other_writes}
+        after = [r for r in paused["reads"] if r[1] >= resumed]
+        on_touched = [r for r in after if r[0] in touched]
+        # Reads in the first lease after SIGCONT: the ones an entry kept before the pause
+        # would have answered had its deadline been counted in the worker's running time.
+        first_lease = [r for r in after if r[1] < resumed + self.near_lease * 1e9]
+        self.paused_stale, _ = find_stale(after, writes)
+        late_writes = sum(1 for w in paused["writes"] if w[2] >= resumed)
+        return (
+            f"worker {SIGSTOP_WORKER} (pid {self._pids[SIGSTOP_WORKER]}) SIGSTOPped "
+            f"{(stopped - self._began_ns) / 1e9:.2f} s into the run for "
+            f"{(resumed - stopped) / 1e9:.2f} s ({(resumed - stopped) / 1e9 / self.near_lease:.0f}"
+            f"× the {self.near_lease:g} s near lease), then SIGCONT; while it was stopped the "
+            f"other workers completed {len(other_writes):,} writes+invalidations (on "
+            f"{len(touched)} rows) and {len(other_reads):,} reads; reads it started while "
+            f"stopped: {len(own_during)} (must be 0); after SIGCONT it started {len(after):,} "
+            f"reads ({len(on_touched):,} on rows invalidated during its pause, "
+            f"{len(first_lease):,} within one lease of SIGCONT) and completed "
+            f"{late_writes:,} writes; stale among its reads after SIGCONT: {self.paused_stale}"
+        )
+
+
+def _wait_stopped(pid: int, timeout: float) -> bool:
+    """Whether ``pid`` reaches the stopped state ('T' in /proc/<pid>/stat) within timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return False  # gone (the run ended): nothing to wait for
+        # The state follows the parenthesised command name, which may itself hold spaces.
+        if stat.rpartition(")")[2].split()[0] in ("T", "t"):
+            return True
+        time.sleep(0.001)
+    return False
 
 
 def check_interleaved(
@@ -570,6 +687,7 @@ def check_interleaved(
                 "cache_stats": _sum_counters(stats) if stats else None,
                 "read_p50_ms": statistics.median(p["read_p50_ms"] for p in parts),
                 "fault": "; ".join(p["fault"] for p in parts if p["fault"]),
+                "paused_stale": sum(p["paused_stale"] for p in parts),
             }
         )
     return merged
@@ -593,12 +711,21 @@ def _merge_stats(snapshots: list[dict[str, Any]]) -> dict[str, Any] | None:
     if not snapshots:
         return None
     keys = ("hits", "misses", "stale", "sets", "errors", "bypasses", "lock_waits")
+    # Present only with the near cache on (near_hits are also counted in hits).
+    near_keys = ("near_hits", "near_revalidations", "near_push_drops", "near_wait_count")
     total: dict[str, Any] = dict.fromkeys(keys, 0)
     reasons: dict[str, int] = {}
     for snapshot in snapshots:
         for record in snapshot.values():
             for k in keys:
                 total[k] += record[k]
+            for k in near_keys:
+                if record.get("near_wait_count") or record.get("near_hits"):
+                    total[k] = total.get(k, 0) + record.get(k, 0)
+            if record.get("near_wait_count"):
+                total["near_wait_sum_s"] = round(
+                    total.get("near_wait_sum_s", 0.0) + record["near_wait_sum"], 3
+                )
             for reason, n in record["bypasses_by_reason"].items():
                 reasons[reason] = reasons.get(reason, 0) + n
     total["bypasses_by_reason"] = reasons
@@ -707,7 +834,7 @@ def run(ctx: Any) -> RowResult:
         for label, db_url in databases:
             print(f"   {label}", flush=True)
             results = check_interleaved(
-                list(LIBS), ctx.redis.url, db_url, admin=ctx.admin, **settings
+                list(RUN_LIBS), ctx.redis.url, db_url, admin=ctx.admin, **settings
             )
             setting = (
                 f"{label}, {settings['processes']} processes × {settings['tasks']} tasks, "
@@ -754,7 +881,7 @@ def run(ctx: Any) -> RowResult:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="The stale-read checker (docs/benchmarks.md).")
     parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
-    parser.add_argument("--libs", default=",".join(LIBS))
+    parser.add_argument("--libs", default=",".join(LIBS), help=f"any of {','.join(LIBS)}")
     parser.add_argument("--ops", type=int, default=20_000, help="ops per library (all processes)")
     parser.add_argument("--processes", type=int, default=4)
     parser.add_argument("--tasks", type=int, default=8, help="asyncio tasks per process")
@@ -763,7 +890,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="time limit per round")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds per library")
     parser.add_argument("--fault", choices=FAULTS, default="none", help="injected during runs")
+    parser.add_argument(
+        "--near-lease",
+        type=float,
+        default=NEAR_LEASE,
+        help="freshcache-near's near_lease in seconds (sigstop pauses max(1 s, 10× it))",
+    )
     args = parser.parse_args(argv)
+    libs = args.libs.split(",")
+    unknown = [lib for lib in libs if lib not in LIBS]
+    if unknown:
+        parser.error(f"unknown --libs {','.join(unknown)} (known: {','.join(LIBS)})")
+    if not args.near_lease > 0:
+        parser.error("--near-lease must be positive seconds")
     import redis
 
     from benchmarks.common import PostgresServer, start_redis
@@ -779,8 +918,11 @@ def main(argv: list[str] | None = None) -> int:
             db_url = pg.dsn
         else:
             db_url = os.path.join(tmp.name, "rows.sqlite3")
+        fault = None
+        if args.fault != "none":
+            fault = Fault(args.fault, server, Path(tmp.name), near_lease=args.near_lease)
         results = check_interleaved(
-            args.libs.split(","),
+            libs,
             server.url,
             db_url,
             ops=args.ops,
@@ -791,12 +933,14 @@ def main(argv: list[str] | None = None) -> int:
             write_ratio=args.write_ratio,
             deadline_s=args.seconds,
             admin=admin,
-            fault=None if args.fault == "none" else Fault(args.fault, server, Path(tmp.name)),
+            fault=fault,
+            near_lease=args.near_lease,
         )
         t = table(
             results,
             f"{args.db}, {args.processes} processes × {args.tasks} tasks, "
             f"{args.rows} rows, {args.write_ratio:.0%} writes"
+            + (f", near lease {args.near_lease:g} s" if "freshcache-near" in libs else "")
             + ("" if args.fault == "none" else f", fault: {args.fault}"),
         )
         print(t.markdown())
