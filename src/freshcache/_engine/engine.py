@@ -139,7 +139,8 @@ class Engine:
             now = near.clock()
             found = near.get(loc.entry, now)
             if found is not None:
-                if now >= found.refresh_at:
+                found.hits += 1
+                if now >= found.refresh_at and found.hits > 1:
                     self.near_io.revalidate_async(spec, loc)  # type: ignore[union-attr]
                 try:
                     value = spec.codec.decode(found.payload)  # per hit: no shared values
@@ -203,7 +204,8 @@ class Engine:
             now = near.clock()
             found = near.get(loc.entry, now)
             if found is not None:
-                if now >= found.refresh_at:
+                found.hits += 1
+                if now >= found.refresh_at and found.hits > 1:
                     self.near_io.revalidate_sync(spec, loc)  # type: ignore[union-attr]
                 try:
                     value = spec.codec.decode(found.payload)  # per hit: no shared values

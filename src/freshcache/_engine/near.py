@@ -36,9 +36,13 @@ _HEADER_END = envelope.HEADER_END
 
 
 class NearEntry:
-    __slots__ = ("deadline", "payload", "refresh_at", "size")
+    __slots__ = ("deadline", "hits", "payload", "refresh_at", "size")
 
     def __init__(self, payload: bytes, deadline: float, refresh_at: float, size: int) -> None:
+        #: Hits since the entry was validated: only a key hit more than once in a lease is
+        #: revalidated ahead (for a key read about once a lease, a revalidation costs the
+        #: round trip it would save).
+        self.hits = 0
         self.payload = payload
         self.deadline = deadline
         self.refresh_at = refresh_at
