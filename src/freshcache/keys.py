@@ -614,7 +614,7 @@ def build_patterns(templates: Iterable[Template], values: Mapping[str, Any]) -> 
     for template in templates:
         try:
             patterns.append(template.fill(values))
-        except TemplateValueError as exc:
+        except Exception as exc:  # a value's own __format__ may raise anything
             failure = PatternBuildError(
                 template.text, str(exc), literal_prefix_pattern(template.text)
             )

@@ -17,7 +17,7 @@ from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, over
 
 from freshcache._engine.engine import Engine
 from freshcache._engine.spec import FunctionSpec, Seconds
-from freshcache.keys import SEGMENT_SEPARATOR, WILDCARD, ArgumentBinder, Template
+from freshcache.keys import WILDCARD, ArgumentBinder, Template, build_patterns
 from freshcache.tokens import classify
 
 P = ParamSpec("P")
@@ -313,20 +313,16 @@ class _Invalidation:
         broadest pattern it could have meant: coarser, never stale, never an error after a
         write that succeeded; ``failed(fallback)`` counts it. The others are kept as built."""
         arguments = self.binder.bind(args, kwargs)
-        values = {**arguments, "result": result}
-        out: list[str] = []
-        for template in self.templates:
-            try:
-                out.append(template.fill(values))
-            except Exception:
-                fallback = _literal_prefix_pattern(template.text)
-                log.exception(
-                    "freshcache: could not fill invalidation pattern %r; invalidating %r instead",
-                    template.text,
-                    fallback,
-                )
-                failed(fallback)
-                out.append(fallback)
+        built = build_patterns(self.templates, {**arguments, "result": result})
+        for failure in built.failures:
+            log.error(
+                "freshcache: could not fill invalidation pattern %r (%s); invalidating %r instead",
+                failure.template,
+                failure.reason,
+                failure.fallback,
+            )
+            failed(failure.fallback)
+        out = built.patterns
         for source in self.callables:
             try:
                 produced = source(result=result, **arguments)
@@ -356,12 +352,6 @@ class _Anything(str):
 
     def __getattr__(self, name: str) -> _Anything:
         return self
-
-
-def _literal_prefix_pattern(text: str) -> str:
-    literal = text.split("{", 1)[0]
-    segments = [s for s in literal.split(SEGMENT_SEPARATOR)[:-1] if s]
-    return SEGMENT_SEPARATOR.join([*segments, WILDCARD])
 
 
 def invalidate_cache(
