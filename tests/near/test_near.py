@@ -14,6 +14,7 @@ import multiprocessing.connection
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from freshcache import Cache
@@ -302,3 +303,22 @@ def test_other_processes_drop_their_entries_on_the_push(
     assert reader.stats()["rows"].near_push_drops == 1
     reader.close()
     writer.close()
+
+
+def test_immutable_values_are_decoded_once_per_entry_mutable_ones_every_hit() -> None:
+    from freshcache._engine.near import NearEntry, decoded
+
+    decodes: list[bytes] = []
+
+    def decode(payload: bytes) -> Any:
+        decodes.append(payload)
+        return orjson.loads(payload)
+
+    text = NearEntry(b'"hibachi"', deadline=10.0, refresh_at=5.0, size=1)
+    assert [decoded(text, decode) for _ in range(3)] == ["hibachi"] * 3
+    assert len(decodes) == 1  # a str cannot be changed by a caller: kept decoded
+    rows = NearEntry(b'{"rows": [1, 2]}', deadline=10.0, refresh_at=5.0, size=1)
+    first = decoded(rows, decode)
+    first["rows"].append(3)  # one caller mutates its value
+    assert decoded(rows, decode) == {"rows": [1, 2]}  # the next hit is decoded afresh
+    assert len(decodes) == 3

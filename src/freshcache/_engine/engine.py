@@ -30,6 +30,7 @@ from freshcache._engine.invalidation import Invalidations, Prepared, Strategy
 from freshcache._engine.keyspace import KeySpace, Located
 from freshcache._engine.ledger import Ledger
 from freshcache._engine.near import NearCache
+from freshcache._engine.near import decoded as near_decoded
 from freshcache._engine.near_io import NearIO
 from freshcache._engine.replayer import Replayer
 from freshcache._engine.rounds import SharedReads
@@ -143,7 +144,7 @@ class Engine:
                 if now >= found.refresh_at and found.hits > 1:
                     self.near_io.revalidate_async(spec, loc)  # type: ignore[union-attr]
                 try:
-                    value = spec.codec.decode(found.payload)  # per hit: no shared values
+                    value = near_decoded(found, spec.codec.decode)  # no shared mutable values
                 except DecodeError:
                     near.drop_pattern(loc.entry)
                 else:
@@ -208,7 +209,7 @@ class Engine:
                 if now >= found.refresh_at and found.hits > 1:
                     self.near_io.revalidate_sync(spec, loc)  # type: ignore[union-attr]
                 try:
-                    value = spec.codec.decode(found.payload)  # per hit: no shared values
+                    value = near_decoded(found, spec.codec.decode)  # no shared mutable values
                 except DecodeError:
                     near.drop_pattern(loc.entry)
                 else:

@@ -19,10 +19,14 @@ from __future__ import annotations
 
 import bisect
 import collections
+import datetime
+import decimal
 import threading
 import time
 import urllib.parse
+import uuid
 from collections.abc import Callable
+from typing import Any
 
 from freshcache import entry as envelope
 from freshcache.metrics import NEAR_WAIT_BUCKETS
@@ -35,18 +39,39 @@ _TOKEN_END = envelope.TOKEN_END
 _HEADER_END = envelope.HEADER_END
 
 
+#: Decoded values no caller can change: kept decoded in their entry and served as they are
+#: (every other value is decoded again on each hit, so callers never share a mutable one).
+IMMUTABLE_TYPES = frozenset(
+    {int, float, str, bytes, bool, type(None), datetime.date, datetime.datetime, decimal.Decimal}
+    | {datetime.time, datetime.timedelta, uuid.UUID}
+)
+_UNDECODED = object()
+
+
 class NearEntry:
-    __slots__ = ("deadline", "hits", "payload", "refresh_at", "size")
+    __slots__ = ("deadline", "hits", "payload", "refresh_at", "size", "value")
 
     def __init__(self, payload: bytes, deadline: float, refresh_at: float, size: int) -> None:
         #: Hits since the entry was validated: only a key hit more than once in a lease is
         #: revalidated ahead (for a key read about once a lease, a revalidation costs the
         #: round trip it would save).
         self.hits = 0
+        self.value: object = _UNDECODED
         self.payload = payload
         self.deadline = deadline
         self.refresh_at = refresh_at
         self.size = size
+
+
+def decoded(entry: NearEntry, decode: Callable[[bytes], Any]) -> Any:
+    """The value of a near hit: decoded from the stored bytes, or, for an immutable value,
+    the one decoded at its first hit."""
+    value = entry.value
+    if value is _UNDECODED:
+        value = decode(entry.payload)
+        if type(value) in IMMUTABLE_TYPES:
+            entry.value = value
+    return value
 
 
 class NearStats:
