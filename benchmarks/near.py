@@ -7,7 +7,8 @@
    freshcache memory:// hit, cachetools, cashews (plain and with its client-side cache) and
    aiocache; µs per call (wall time, median of interleaved rounds).
 2. Throughput (calls/s) with 1, 16, 64 and 1,000 concurrent callers, on one hot key and on
-   1,000 keys, for the same libraries on Redis.
+   1,000 keys, for the same libraries on Redis: each cell measured for every library back to
+   back, three times with the order rotated, the median kept.
 3. The write-side cost: ``cache.invalidate`` latency p50/p99 with and without the near cache.
 """
 
@@ -130,6 +131,26 @@ async def throughput(call: Call, callers: int, keys: int, seconds: float) -> flo
     return done / (time.perf_counter() - began)
 
 
+#: (callers, keys) of each throughput cell, in the table's column order.
+CELLS = [(c, k) for k in (1, 1000) for c in (1, 16, 64, 1000)]
+
+
+async def throughput_table(
+    calls: dict[str, Call], libs: list[str], seconds: float, repeats: int
+) -> dict[tuple[str, tuple[int, int]], float]:
+    """Each cell measured for every library back to back, the libraries' order rotated from
+    one repeat to the next, and the median kept: a shared machine's load drifts over
+    minutes, and a table measured one library at a time would compare different machines."""
+    samples: dict[tuple[str, tuple[int, int]], list[float]] = {}
+    for repeat in range(repeats):
+        for cell in CELLS:
+            turn = repeat % len(libs)
+            for name in libs[turn:] + libs[:turn]:
+                rate = await throughput(calls[name], cell[0], cell[1], seconds)
+                samples.setdefault((name, cell), []).append(rate)
+    return {key: statistics.median(values) for key, values in samples.items()}
+
+
 async def invalidation_latency(url: str, lease: float, n: int) -> tuple[float, float]:
     options = {"timeout": SOCKET_TIMEOUT, "near_lease": lease} if lease else {}
     cache = freshcache.Cache.from_url(url, namespace="near-bench-inv", **options)
@@ -162,8 +183,9 @@ async def main(quick: bool) -> None:
         print("| --- | --- | --- | --- |")
         for name, us in hits.items():
             print(f"| {name} | {us:.1f} | {us / base:.2f}× | {redis_hit / us:.1f}× |")
-        seconds = 0.5 if quick else 2.0
-        print(f"\n## Throughput (calls/s, {seconds} s per cell)\n")
+        seconds = 0.5 if quick else 1.0
+        repeats = 1 if quick else 3
+        print(f"\n## Throughput (calls/s, median of {repeats} × {seconds} s per cell)\n")
         libs = [n for n in calls if "memory" not in n and "cachetools" not in n]
         header = [
             f"{c} callers, {k} key{'s' if k > 1 else ''}"
@@ -172,12 +194,9 @@ async def main(quick: bool) -> None:
         ]
         print("| library | " + " | ".join(header) + " |")
         print("|" + " --- |" * (len(header) + 1))
+        rates = await throughput_table(calls, libs, seconds, repeats=1 if quick else 3)
         for name in libs:
-            cells = []
-            for keys in (1, 1000):
-                for callers in (1, 16, 64, 1000):
-                    rate = await throughput(calls[name], callers, keys, seconds)
-                    cells.append(f"{rate:,.0f}")
+            cells = [f"{rates[name, cell]:,.0f}" for cell in CELLS]
             print(f"| {name} | " + " | ".join(cells) + " |")
         print("\n## Invalidation latency (ms)\n")
         print("| near cache | p50 | p99 |")
