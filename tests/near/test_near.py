@@ -322,3 +322,23 @@ def test_immutable_values_are_decoded_once_per_entry_mutable_ones_every_hit() ->
     first["rows"].append(3)  # one caller mutates its value
     assert decoded(rows, decode) == {"rows": [1, 2]}  # the next hit is decoded afresh
     assert len(decodes) == 3
+
+
+def test_hot_entries_are_revalidated_a_few_measured_round_trips_before_their_deadline() -> None:
+    """The margin follows the measured round trip (4 of them, at least 2 ms, at most half the
+    lease), so a hot key costs about one revalidation per lease instead of two."""
+    from freshcache._engine.near import NearCache
+
+    near = NearCache(lease=0.1, max_entries=10, max_bytes=10_000, clock=lambda: 0.0)
+    near.put("k", b"v", t0=0.0, epoch=near.epoch)
+    assert near.get("k", 0.0).refresh_at == pytest.approx(0.05)  # type: ignore[union-attr]
+    for _ in range(50):
+        near.observe_round_trip(0.001)
+    assert near.ahead == pytest.approx(0.004)
+    near.put("k", b"v", t0=1.0, epoch=near.epoch)
+    assert near.get("k", 1.0).refresh_at == pytest.approx(1.096)  # type: ignore[union-attr]
+    near.observe_round_trip(1.0)  # one very slow read: never more than half the lease
+    assert near.ahead == pytest.approx(0.05)
+    for _ in range(200):
+        near.observe_round_trip(0.0)
+    assert near.ahead == pytest.approx(0.002)  # the floor

@@ -32,6 +32,10 @@ from freshcache import entry as envelope
 from freshcache.metrics import NEAR_WAIT_BUCKETS
 from freshcache.tokens import PatternKind, classify
 
+#: The revalidation margin before a hot entry's deadline, in measured round trips, and its
+#: floor in seconds (a clock tick, a scheduling delay).
+AHEAD_ROUND_TRIPS = 4
+MIN_AHEAD = 0.002
 #: Per-entry bookkeeping bytes counted against ``max_bytes`` besides the key and the payload.
 ENTRY_OVERHEAD = 120
 WAIT_BUCKETS = NEAR_WAIT_BUCKETS
@@ -109,8 +113,12 @@ class NearCache:
         if max_entries < 1 or max_bytes < 1:
             raise ValueError("freshcache: near_max_entries and near_max_bytes must be positive")
         self.lease = float(lease)
-        # Hot keys are revalidated in the background once half of their lease has gone.
+        # Hot keys are revalidated in the background this long before their deadline: a few
+        # round trips ahead (measured), so that no hot read waits for the network, and no more,
+        # so that a hot key costs about one revalidation per lease. Half the lease until the
+        # first round trip is measured, and at most that.
         self.ahead = self.lease / 2
+        self._round_trip: float | None = None
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.clock = clock
@@ -124,6 +132,14 @@ class NearCache:
         # Bumped by every drop: a read that started before a drop does not put its (possibly
         # older) entry back after it.
         self.epoch = 0
+
+    def observe_round_trip(self, seconds: float) -> None:
+        """A read of the backend took ``seconds``: move the revalidation margin with it (a
+        moving average, so one slow read widens it and it narrows again slowly)."""
+        average = self._round_trip
+        average = seconds if average is None else 0.8 * average + 0.2 * seconds
+        self._round_trip = average
+        self.ahead = min(self.lease / 2, max(MIN_AHEAD, AHEAD_ROUND_TRIPS * average))
 
     def __len__(self) -> int:
         return len(self._table)

@@ -57,7 +57,10 @@ class NearIO:
     async def fetch_async(self, loc: Located) -> list[bytes | None]:
         """The foreground read of a key whose near entry is missing or expired: callers that
         arrive together share the next read sent after they arrived, never one in flight."""
-        return await self.shared.fetch_async(loc)
+        began = self.near.clock()
+        values = await self.shared.fetch_async(loc)
+        self.near.observe_round_trip(self.near.clock() - began)
+        return values
 
     def revalidate_async(self, spec: FunctionSpec, loc: Located) -> None:
         """Start the background revalidation of a hot key (one per key at a time)."""
@@ -74,6 +77,7 @@ class NearIO:
         try:
             epoch, t0 = near.epoch, near.clock()
             values = await self.shared.fetch_async(loc)
+            near.observe_round_trip(near.clock() - t0)
             self._revalidated(spec, loc, values, t0, epoch)
         except BackendError as exc:
             # The entry simply runs out at its deadline; the foreground read will see the error.
@@ -100,6 +104,7 @@ class NearIO:
         try:
             epoch, t0 = near.epoch, near.clock()
             values = self.shared.fetch_sync(loc)
+            near.observe_round_trip(near.clock() - t0)
             self._revalidated(spec, loc, values, t0, epoch)
         except BackendError as exc:
             log.debug("freshcache: near revalidation of %s failed: %s", loc.entry, exc)
