@@ -234,3 +234,20 @@ async def test_1000_concurrent_callers_wait_for_the_pool_and_count_no_errors(
     assert counters.hits == 1000
     assert counters.lookups == 2000
     assert bodies == (1000 if distinct else 1)
+
+
+def test_the_lane_packs_mget_exactly_as_redis_py_does() -> None:
+    """The hit path's own RESP packing, byte for byte against redis-py's, for plain keys,
+    non-ASCII keys, percent-encoded surrogates and a batch of 320 keys."""
+    from redis.connection import Connection
+
+    from freshcache.backends.redis.lane import pack_mget
+
+    packer = Connection()
+    for keys in (
+        ["ns:a:b"],
+        ["ns:réservation:日本:1", "ns:__gen__:x"],
+        ["ns:%ED%A0%80:k", ""],
+        [f"bench:rows:get:{n}:__key__:abc" for n in range(320)],
+    ):
+        assert b"".join(pack_mget(keys)) == b"".join(packer.pack_command("MGET", *keys))

@@ -1,11 +1,10 @@
 """The hit path's one MGET, sent on a pooled connection without redis-py's command machinery.
 
 ``Redis.execute_command`` costs a few microseconds of retries, callbacks and response hooks
-that one MGET does not need; the lane packs the command and reads the reply itself, on a
-connection of the same bounded pool every other command uses (so the hit path and the commands
-share one bound). A connection whose command failed in any way (timeout, cancellation, error)
-is disconnected before it goes back: it never holds a stray reply.
-"""
+that one MGET does not need; the lane packs the command (``pack_mget``) and reads the reply
+itself, on a connection of the same bounded pool every other command uses (so the hit path and
+the commands share one bound). A connection whose command failed in any way (timeout,
+cancellation, error) is disconnected before it goes back: it never holds a stray reply."""
 
 from __future__ import annotations
 
@@ -13,6 +12,16 @@ import contextlib
 from collections.abc import Sequence
 
 from freshcache.backends.redis.pools import AsyncPool, SyncPool
+
+
+def pack_mget(keys: Sequence[str]) -> list[bytes]:
+    """``MGET keys...`` in RESP, as ``Connection.pack_command`` would pack it (UTF-8 keys), at
+    a quarter of its cost: on a batch of 64 entries (320 keys) it was 0.3 ms of the round."""
+    parts = [b"*%d\r\n$4\r\nMGET\r\n" % (len(keys) + 1)]
+    for key in keys:
+        data = key.encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return [b"".join(parts)]
 
 
 class ReadLane:
@@ -27,7 +36,7 @@ class ReadLane:
         pool = self._pool
         connection = await pool.checkout()
         try:
-            await connection.send_packed_command(connection.pack_command("MGET", *keys), False)
+            await connection.send_packed_command(pack_mget(keys), False)
             reply: list[bytes | None] = await connection.read_response()
         except BaseException:
             with contextlib.suppress(Exception):
@@ -50,7 +59,7 @@ class SyncReadLane:
         pool = self._pool
         connection = pool.checkout()
         try:
-            connection.send_packed_command(connection.pack_command("MGET", *keys), False)
+            connection.send_packed_command(pack_mget(keys), False)
             reply: list[bytes | None] = connection.read_response()
         except BaseException:
             with contextlib.suppress(Exception):
