@@ -8,6 +8,7 @@ primary and in one that never did."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -173,6 +174,62 @@ async def test_a_replica_promoted_after_missing_a_bump_serves_nothing_stale(
         assert await read_all(read_elsewhere) == [2] * len(ROOMS)
         assert other.health()["server_verified"] is True
         assert other.health()["new_generations"] >= 1
+    finally:
+        await writer.aclose(flush_timeout=0)
+        await other.aclose(flush_timeout=0.5)
+        view.close()
+
+
+async def test_a_takeover_learnt_only_from_moved_serves_nothing_stale(
+    replicated: RedisCluster,
+) -> None:
+    """No connection of the reading process ever fails: the primary stays up and is demoted
+    by ``CLUSTER FAILOVER TAKEOVER`` on its replica, which missed the bump (paused and cut off
+    while its primary took it; the takeover is queued on its socket before it resumes, so it
+    runs before the replica can resync). The reader learns of the new owner from a MOVED
+    reply only; it must not follow it into the old entries under the old tokens."""
+    db = Versions()
+    url = replicated.url
+    view = ClusterView(url)
+    writer = Cache.from_url(url, namespace="takeover", timeout=0.5, breaker_threshold=100)
+    other = Cache.from_url(url, namespace="takeover", timeout=2.0)
+    read_elsewhere = reader(other, db)
+    try:
+        read = reader(writer, db)
+        assert await read_all(read) == [1] * len(ROOMS)
+        assert await read_all(read_elsewhere) == [1] * len(ROOMS)
+        address = primary_of_room(view, read)
+        primary, replica = node_at(replicated, address), replica_of(replicated, address)
+        replicated.wait_for_replication()
+
+        replica.pause()
+        takeover: list[object] = []
+        try:
+            primary.command("CLIENT", "KILL", "TYPE", "replica")
+            db.bump_all()
+            await writer.invalidate("room:*")  # the paused replica acknowledges nothing
+            await writer.aclose(flush_timeout=0)
+            asker = threading.Thread(
+                target=lambda: takeover.append(
+                    replica.command("CLUSTER", "FAILOVER", "TAKEOVER", timeout=30.0)
+                )
+            )
+            asker.start()
+            time.sleep(0.2)  # the command is in the paused replica's socket
+        finally:
+            replica.resume()
+        asker.join(60)
+        assert takeover, "CLUSTER FAILOVER TAKEOVER got no answer"
+        wait_until(
+            lambda: "role:master" in str(replica.command("INFO", "replication")),
+            "the replica took over",
+        )
+        wait_until(lambda: cluster_ok(replicated), "the cluster settled")
+        assert primary.running  # nothing failed: the old primary is a replica now
+
+        assert await read_all(read_elsewhere) == [2] * len(ROOMS)
+        assert await read_all(read_elsewhere) == [2] * len(ROOMS)
+        assert other.health()["server_verified"] is True
     finally:
         await writer.aclose(flush_timeout=0)
         await other.aclose(flush_timeout=0.5)

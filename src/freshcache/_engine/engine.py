@@ -91,6 +91,7 @@ class Engine:
             strategy is Strategy.GENERATION and backends.kind in IDENTIFIED_BACKENDS
         )
         health.unverified = health.checks_identity
+        backends.on_new_primaries = health.servers_changed
         # The background replay does not wait for the breaker's cool-down: it makes one
         # attempt per backoff step, and every moment a kept invalidation waits, other
         # processes may read what it invalidates.

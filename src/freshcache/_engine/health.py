@@ -120,6 +120,13 @@ class Health:
         else:
             self._suppressed_logs += 1
 
+    def servers_changed(self) -> None:
+        """The backend now reaches other servers, with no failure seen (a cluster failover
+        learnt from MOVED or a slot map refresh): check their identity before the next read."""
+        if self.checks_identity:
+            self.unverified = True
+            self.identity_epoch += 1
+
     def succeeded(self) -> None:
         if self.last_error is not None:
             self.last_error = None

@@ -48,6 +48,9 @@ class BackendSet:
         self._async: AsyncBackend | None = None
         self._sync: SyncBackend | None = None
         self._lock = threading.Lock()
+        #: Called when a Redis Cluster's slots move to other primaries with no failure seen
+        #: (a failover the client learns of by MOVED or a map refresh): the cache re-checks.
+        self.on_new_primaries: Callable[[], None] | None = None
         #: The async face's read when it completes without suspending (memory://): the async
         #: hit path calls it directly instead of awaiting a coroutine that never waits.
         self.read_now: Callable[[EntryKeys], list[bytes | None]] | None = None
@@ -110,11 +113,17 @@ class BackendSet:
             cluster = importlib.import_module("freshcache.backends.cluster")
             cls: Any = cluster.AsyncClusterBackend if async_ else cluster.SyncClusterBackend
             # The cluster reads the time (refresh intervals, suspect nodes): the cache's clock.
-            return cls(self.url, o.timeout, o.max_connections, o.pool_timeout, clock=o.clock)
+            backend = cls(self.url, o.timeout, o.max_connections, o.pool_timeout, clock=o.clock)
+            backend.on_new_primaries = self._new_primaries
+            return backend
         from freshcache.backends import redis as redis_backend
 
         cls = redis_backend.AsyncRedisBackend if async_ else redis_backend.SyncRedisBackend
         return cls(self.url, o.timeout, o.max_connections, o.pool_timeout, budget=self.budget)
+
+    def _new_primaries(self) -> None:
+        if self.on_new_primaries is not None:
+            self.on_new_primaries()
 
     async def aclose(self) -> None:
         if self._async is not None:

@@ -91,6 +91,8 @@ class AsyncClusterBackend:
         self._refresh_wait = 2 * timeout
         self._wait_ms = wait_ms(timeout)
         self._clock = clock
+        #: Told when a slot's owner changes without a failure (set by the cache).
+        self.on_new_primaries: Callable[[], None] | None = None
         self._side: _AsyncSide | None = None
         validate_options(self.settings, self._pool(self.settings.seeds[0]))
 
@@ -111,6 +113,7 @@ class AsyncClusterBackend:
             side = self._side = _AsyncSide(
                 loop, self.settings.seeds, self._clock, self.settings.wait_replicas, self._wait_ms
             )
+            side.on_change = self._new_primaries
         return side
 
     def _node(self, side: _AsyncSide, address: str) -> _AsyncNode:
@@ -275,6 +278,10 @@ class AsyncClusterBackend:
         return side, side.serving()
 
     # -- the AsyncBackend methods
+
+    def _new_primaries(self) -> None:
+        if self.on_new_primaries is not None:
+            self.on_new_primaries()
 
     async def get_many(self, keys: EntryKeys) -> list[bytes | None]:
         side = self._side

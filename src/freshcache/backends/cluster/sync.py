@@ -66,6 +66,9 @@ class SyncClusterBackend:
         self.topology = Topology(
             self.settings.seeds, clock, self.settings.wait_replicas, wait_ms(timeout)
         )
+        #: Told when a slot's owner changes without a failure (set by the cache).
+        self.on_new_primaries: Callable[[], None] | None = None
+        self.topology.on_change = self._new_primaries
         self._nodes: dict[str, redis.Redis] = {}
         self._nodes_lock = threading.Lock()
         self._refresh_lock = threading.Lock()
@@ -212,6 +215,10 @@ class SyncClusterBackend:
         return topology, topology.serving()
 
     # -- the SyncBackend methods
+
+    def _new_primaries(self) -> None:
+        if self.on_new_primaries is not None:
+            self.on_new_primaries()
 
     def get_many(self, keys: EntryKeys) -> list[bytes | None]:
         topology = self.topology

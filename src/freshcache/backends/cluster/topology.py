@@ -40,6 +40,10 @@ def wait_ms(timeout: float) -> int:
     return max(1, int(timeout * 800))
 
 
+def _nothing() -> None:
+    return None
+
+
 class Topology:
     """What one side (a loop, or the threads of the sync backend) knows about the cluster.
 
@@ -66,14 +70,20 @@ class Topology:
         self.installed_at = float("-inf")
         self.suspects: dict[str, float] = {}
         self.refreshes = 0
+        #: Called when a slot's owner changes (a failover, a resharding), with no failure seen:
+        #: the cache re-checks the servers' identities before its next read.
+        self.on_change: Callable[[], None] = _nothing
 
     # -- the slot map
 
     def install(self, slot_map: SlotMap) -> None:
-        changed = self.map is not None and self.map.owners != slot_map.owners
+        previous = self.map
+        changed = previous is not None and previous.owners != slot_map.owners
         self.map, self.owners, self.stale = slot_map, slot_map.owners, False
         self.installed_at = self.clock()
         self.refreshes += 1
+        if previous is not None and not set(slot_map.serving()) <= set(previous.primaries):
+            self.on_change()  # a node that was not a primary serves slots now: a failover
         if changed:
             log.info(
                 "freshcache: Redis Cluster topology changed; primaries now %s",
@@ -107,10 +117,22 @@ class Topology:
 
     def moved(self, exc: redis.exceptions.AskError, current: str) -> str:
         target = redirect_target(exc, current)
+        promoted = False
         if self.map is not None and 0 <= exc.slot_id < CLUSTER_SLOTS:
+            # A slot handed to a node that was not a primary (a replica, or a node unknown to
+            # the map) is a failover; one handed to another primary is a resharding.
+            promoted = target not in self.map.primaries
             self.map = self.map.moved(exc.slot_id, target)
             self.owners = self.map.owners
         self.stale = True  # one slot moved: others may have too (a failover, a resharding)
+        if promoted:
+            # A new primary serves the slot, and nothing failed: it may be a replica promoted
+            # after missing some writes. This call does not follow it (its answer
+            # could predate an invalidation); the cache re-checks the servers first.
+            self.on_change()
+            raise BackendError(
+                "connection", f"slot {exc.slot_id} moved to {target}; re-checking the servers"
+            )
         return target
 
     def redirected(self, exc: redis.exceptions.AskError, current: str) -> tuple[str, bool]:
