@@ -20,7 +20,7 @@ import gc
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -105,34 +105,35 @@ def _async_cases(near_url: str | None) -> tuple[dict[str, Callable[[], Any]], li
     return cases, caches
 
 
-async def _measure_async(cases: dict[str, Callable[[], Any]]) -> dict[str, tuple[float, float]]:
-    for case in cases.values():
-        await case()
-        await case()
+Round = Callable[[Callable[[], Any]], Awaitable[float]]
+
+
+async def sync_round(fn: Callable[[], Any]) -> float:
+    """CPU seconds of CALLS calls of a sync case."""
+    began = time.process_time()
+    for _ in range(CALLS):
+        fn()
+    return time.process_time() - began
+
+
+async def async_round(fn: Callable[[], Any]) -> float:
+    """CPU seconds of CALLS awaited calls of an async case."""
+    began = time.process_time()
+    for _ in range(CALLS):
+        await fn()
+    return time.process_time() - began
+
+
+async def measure(
+    cases: dict[str, Callable[[], Any]], timed: Round
+) -> dict[str, tuple[float, float]]:
+    """Interleaved rounds, the order rotated each round: (median, fastest) µs per call."""
     samples: dict[str, list[float]] = {name: [] for name in cases}
     names = list(cases)
     for r in range(ROUNDS):
         for name in names[r % len(names) :] + names[: r % len(names)]:
-            fn = cases[name]
             gc.collect()
-            began = time.process_time()
-            for _ in range(CALLS):
-                await fn()
-            samples[name].append((time.process_time() - began) / CALLS * 1e6)
-    return {name: (statistics.median(v), min(v)) for name, v in samples.items()}
-
-
-def measure(cases: dict[str, Callable[[], Any]]) -> dict[str, tuple[float, float]]:
-    samples: dict[str, list[float]] = {name: [] for name in cases}
-    names = list(cases)
-    for r in range(ROUNDS):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            fn = cases[name]
-            gc.collect()
-            began = time.process_time()
-            for _ in range(CALLS):
-                fn()
-            samples[name].append((time.process_time() - began) / CALLS * 1e6)
+            samples[name].append(await timed(cases[name]) / CALLS * 1e6)
     return {name: (statistics.median(v), min(v)) for name, v in samples.items()}
 
 
@@ -144,12 +145,20 @@ def report(results: dict[str, tuple[float, float]], face: str) -> None:
         print(f"| {name} | {med:.2f} | {low:.2f} | {med / base_med:.2f}× |")
 
 
-async def _run_async(url: str | None) -> None:
-    cases, caches = _async_cases(url)
+async def _run(url: str | None) -> None:
+    cases, caches = _sync_cases(url)
+    report(await measure(cases, sync_round), "sync")
+    print()
+    async_cases, async_caches = _async_cases(url)
     try:
-        report(await _measure_async(cases), "async")
+        for case in async_cases.values():
+            await case()
+            await case()
+        report(await measure(async_cases, async_round), "async")
     finally:
         for cache in caches:
+            cache.close()
+        for cache in [*caches, *async_caches]:
             await cache.aclose()
 
 
@@ -162,13 +171,7 @@ def main(argv: list[str]) -> None:
         server = start_redis()
         url = server.url
     try:
-        cases, caches = _sync_cases(url)
-        report(measure(cases), "sync")
-        print()
-        asyncio.run(_run_async(url))
-        for cache in caches:
-            cache.close()
-            asyncio.run(cache.aclose())
+        asyncio.run(_run(url))
     finally:
         if server is not None:
             server.stop()

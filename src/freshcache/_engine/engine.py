@@ -141,8 +141,7 @@ class Engine:
             now = near.clock()
             found = near.get(loc.entry, now)
             if found is not None:
-                found.hits += 1
-                if now >= found.refresh_at and found.hits > 1:
+                if found.hit_due(now):
                     self.near_io.revalidate_async(spec, loc)  # type: ignore[union-attr]
                 try:
                     value = near_decoded(found, spec.codec.decode)  # no shared mutable values
@@ -206,8 +205,7 @@ class Engine:
             now = near.clock()
             found = near.get(loc.entry, now)
             if found is not None:
-                found.hits += 1
-                if now >= found.refresh_at and found.hits > 1:
+                if found.hit_due(now):
                     self.near_io.revalidate_sync(spec, loc)  # type: ignore[union-attr]
                 try:
                     value = near_decoded(found, spec.codec.decode)  # no shared mutable values

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from freshcache import entry as envelope
@@ -321,7 +322,7 @@ def verify_server(inv: Invalidations) -> Flow[None]:
     by every process, also one that never saw the old server. Then the namespace starts a fresh
     generation (its root token replaced) before anything is served from it."""
     health, keys = inv.health, inv.keys
-    if not (yield from claim_verify(health)):
+    if not (yield from claim(health.begin_verify, health.clock, VERIFY_WAIT)):
         return  # the other face's check is still running: callers here bypass, not bump twice
     try:
         if not health.unverified:
@@ -346,11 +347,12 @@ def verify_server(inv: Invalidations) -> Flow[None]:
         health.end_verify()
 
 
-def claim_verify(health: Health) -> Flow[bool]:
-    """Claim the server check, waiting (a bounded while) for the other face's check to end."""
-    deadline, delay = health.clock() + VERIFY_WAIT, 0.002
-    while not health.begin_verify():
-        remaining = deadline - health.clock()
+def claim(take: Callable[[], bool], clock: Callable[[], float], wait: float) -> Flow[bool]:
+    """Try ``take`` (a non-blocking claim: the server check, the replay) until it succeeds or
+    ``wait`` seconds have passed, sleeping a little longer each time (2 ms doubling to 50)."""
+    deadline, delay = clock() + wait, 0.002
+    while not take():
+        remaining = deadline - clock()
         if remaining <= 0:
             return False
         yield Sleep(min(delay, remaining))
@@ -364,18 +366,6 @@ def recover(inv: Invalidations) -> Flow[bool]:
     if not inv.health.breaker.allow():
         return False
     return (yield from replay(inv))
-
-
-def claim_replay(health: Health, wait: float) -> Flow[bool]:
-    """Claim the replay, waiting up to ``wait`` seconds for another caller's to end."""
-    deadline, delay = health.clock() + wait, 0.002
-    while not health.begin_replay():
-        remaining = deadline - health.clock()
-        if remaining <= 0:
-            return False
-        yield Sleep(min(delay, remaining))
-        delay = min(delay * 2, 0.05)
-    return True
 
 
 def replay(inv: Invalidations, wait: float = 0.0) -> Flow[bool]:
@@ -393,7 +383,7 @@ def replay(inv: Invalidations, wait: float = 0.0) -> Flow[bool]:
             return False  # the check is running on the other face, or failed meanwhile
     if not health.pending:
         return True
-    if not (yield from claim_replay(health, wait)):
+    if not (yield from claim(health.begin_replay, health.clock, wait)):
         return False  # another caller is replaying; bypass until it is done
     try:
         if not health.pending:

@@ -66,6 +66,12 @@ class NearEntry:
         self.refresh_at = refresh_at
         self.size = size
 
+    def hit_due(self, now: float) -> bool:
+        """Count a hit at ``now``; True when it should start the entry's revalidation ahead
+        of the deadline (past ``refresh_at``, and hit before since it was validated)."""
+        self.hits += 1
+        return now >= self.refresh_at and self.hits > 1
+
 
 def decoded(entry: NearEntry, decode: Callable[[bytes], Any]) -> Any:
     """The value of a near hit: decoded from the stored bytes, or, for an immutable value,

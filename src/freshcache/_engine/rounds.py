@@ -140,10 +140,7 @@ class AsyncRounds:
     async def _send_pending(self, pending: _Pending, entries: list[str]) -> None:
         done: asyncio.Future[list[Values]] = pending.done
         try:
-            if len(pending.keys) == 1:
-                results = [await self._send_one(pending.keys[0])]
-            else:
-                results = await self._send_many(pending.keys)
+            results = await self._send_many(pending.keys)
         except asyncio.CancelledError:
             done.cancel()
             raise
@@ -221,10 +218,7 @@ class SyncRounds:
             entries = [k.entry for k in pending.keys]
             self._flights.start(entries)
         try:
-            if len(pending.keys) == 1:
-                pending.results = [self._send_one(pending.keys[0])]
-            else:
-                pending.results = self._send_many(pending.keys)
+            pending.results = self._send_many(pending.keys)
         except Exception as exc:
             pending.error = exc
         except BaseException as exc:

@@ -113,9 +113,14 @@ class BackendSet:
             cluster = importlib.import_module("freshcache.backends.cluster")
             cls: Any = cluster.AsyncClusterBackend if async_ else cluster.SyncClusterBackend
             # The cluster reads the time (refresh intervals, suspect nodes): the cache's clock.
-            backend = cls(self.url, o.timeout, o.max_connections, o.pool_timeout, clock=o.clock)
-            backend.on_new_primaries = self._new_primaries
-            return backend
+            return cls(
+                self.url,
+                o.timeout,
+                o.max_connections,
+                o.pool_timeout,
+                clock=o.clock,
+                on_new_primaries=self._new_primaries,
+            )
         from freshcache.backends import redis as redis_backend
 
         cls = redis_backend.AsyncRedisBackend if async_ else redis_backend.SyncRedisBackend

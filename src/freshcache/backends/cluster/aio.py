@@ -21,7 +21,7 @@ from freshcache.backends.cluster.commands import NO_OPTIONS, Item, Script
 from freshcache.backends.cluster.errors import ERRORS, REFRESH_ERRORS, classify
 from freshcache.backends.cluster.layout import ShardLayout
 from freshcache.backends.cluster.settings import parse_cluster_url, validate_options
-from freshcache.backends.cluster.topology import MAX_REDIRECTS, Topology, wait_ms
+from freshcache.backends.cluster.topology import MAX_REDIRECTS, Topology, no_callback, wait_ms
 from freshcache.backends.redis.options import pool_options
 from freshcache.backends.slots import ConnectionSlots
 
@@ -77,7 +77,10 @@ class AsyncClusterBackend:
         connect_timeout: float | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        on_new_primaries: Callable[[], None] = no_callback,
     ) -> None:
+        """``on_new_primaries``: called when a node that was not a primary serves slots and
+        nothing failed (a failover learnt from MOVED or a slot map refresh)."""
         self.url = url
         self.settings = parse_cluster_url(url)
         self.layout = ShardLayout(self.settings.shards)
@@ -91,8 +94,7 @@ class AsyncClusterBackend:
         self._refresh_wait = 2 * timeout
         self._wait_ms = wait_ms(timeout)
         self._clock = clock
-        #: Told when a slot's owner changes without a failure (set by the cache).
-        self.on_new_primaries: Callable[[], None] | None = None
+        self._on_new_primaries = on_new_primaries
         self._side: _AsyncSide | None = None
         validate_options(self.settings, self._pool(self.settings.seeds[0]))
 
@@ -113,7 +115,7 @@ class AsyncClusterBackend:
             side = self._side = _AsyncSide(
                 loop, self.settings.seeds, self._clock, self.settings.wait_replicas, self._wait_ms
             )
-            side.on_change = self._new_primaries
+            side.on_change = self._on_new_primaries
         return side
 
     def _node(self, side: _AsyncSide, address: str) -> _AsyncNode:
@@ -278,10 +280,6 @@ class AsyncClusterBackend:
         return side, side.serving()
 
     # -- the AsyncBackend methods
-
-    def _new_primaries(self) -> None:
-        if self.on_new_primaries is not None:
-            self.on_new_primaries()
 
     async def get_many(self, keys: EntryKeys) -> list[bytes | None]:
         side = self._side

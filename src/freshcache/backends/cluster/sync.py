@@ -21,7 +21,7 @@ from freshcache.backends.cluster.commands import NO_OPTIONS, Item, Script
 from freshcache.backends.cluster.errors import ERRORS, REFRESH_ERRORS, classify
 from freshcache.backends.cluster.layout import ShardLayout
 from freshcache.backends.cluster.settings import parse_cluster_url, validate_options
-from freshcache.backends.cluster.topology import MAX_REDIRECTS, Topology, wait_ms
+from freshcache.backends.cluster.topology import MAX_REDIRECTS, Topology, no_callback, wait_ms
 from freshcache.backends.redis.options import pool_options
 
 T = TypeVar("T")
@@ -58,7 +58,10 @@ class SyncClusterBackend:
         connect_timeout: float | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        on_new_primaries: Callable[[], None] = no_callback,
     ) -> None:
+        """``on_new_primaries``: called when a node that was not a primary serves slots and
+        nothing failed (a failover learnt from MOVED or a slot map refresh)."""
         self.url = url
         self.settings = parse_cluster_url(url)
         self.layout = ShardLayout(self.settings.shards)
@@ -66,9 +69,7 @@ class SyncClusterBackend:
         self.topology = Topology(
             self.settings.seeds, clock, self.settings.wait_replicas, wait_ms(timeout)
         )
-        #: Told when a slot's owner changes without a failure (set by the cache).
-        self.on_new_primaries: Callable[[], None] | None = None
-        self.topology.on_change = self._new_primaries
+        self.topology.on_change = on_new_primaries
         self._nodes: dict[str, redis.Redis] = {}
         self._nodes_lock = threading.Lock()
         self._refresh_lock = threading.Lock()
@@ -215,10 +216,6 @@ class SyncClusterBackend:
         return topology, topology.serving()
 
     # -- the SyncBackend methods
-
-    def _new_primaries(self) -> None:
-        if self.on_new_primaries is not None:
-            self.on_new_primaries()
 
     def get_many(self, keys: EntryKeys) -> list[bytes | None]:
         topology = self.topology

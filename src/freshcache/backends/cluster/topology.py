@@ -40,7 +40,7 @@ def wait_ms(timeout: float) -> int:
     return max(1, int(timeout * 800))
 
 
-def _nothing() -> None:
+def no_callback() -> None:
     return None
 
 
@@ -72,7 +72,7 @@ class Topology:
         self.refreshes = 0
         #: Called when a slot's owner changes (a failover, a resharding), with no failure seen:
         #: the cache re-checks the servers' identities before its next read.
-        self.on_change: Callable[[], None] = _nothing
+        self.on_change: Callable[[], None] = no_callback
 
     # -- the slot map
 
