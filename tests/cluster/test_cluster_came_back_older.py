@@ -124,13 +124,6 @@ async def test_a_primary_restarted_from_an_older_snapshot_serves_nothing_stale(
         view.close()
 
 
-def replica_of(cluster: RedisCluster, primary: str) -> RedisServer:
-    nodes = cluster.cluster_nodes()
-    primary_id = next(n.node_id for n in nodes if f"{n.host}:{n.port}" == primary)
-    port = next(n.port for n in nodes if n.master_id == primary_id and not n.failed)
-    return next(node for node in cluster.nodes if node.port == port)
-
-
 async def test_a_replica_promoted_after_missing_a_bump_serves_nothing_stale(
     replicated: RedisCluster,
 ) -> None:
@@ -150,7 +143,7 @@ async def test_a_replica_promoted_after_missing_a_bump_serves_nothing_stale(
         assert await read_all(read) == [1] * len(ROOMS)
         assert await read_all(read_elsewhere) == [1] * len(ROOMS)  # cached on every shard
         address = primary_of_room(view, read)
-        primary, replica = node_at(replicated, address), replica_of(replicated, address)
+        primary, replica = node_at(replicated, address), replicated.replica_of(address)
         replicated.wait_for_replication()  # the replica holds the v1 entries and tokens
 
         replica.pause()
@@ -199,7 +192,7 @@ async def test_a_takeover_learnt_only_from_moved_serves_nothing_stale(
         assert await read_all(read) == [1] * len(ROOMS)
         assert await read_all(read_elsewhere) == [1] * len(ROOMS)
         address = primary_of_room(view, read)
-        primary, replica = node_at(replicated, address), replica_of(replicated, address)
+        primary, replica = node_at(replicated, address), replicated.replica_of(address)
         replicated.wait_for_replication()
 
         replica.pause()

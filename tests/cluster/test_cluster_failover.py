@@ -20,7 +20,7 @@ from cluster_helpers import ClusterView
 from freshcache import Cache
 from freshcache.backends.cluster import AsyncClusterBackend, ShardLayout, SyncClusterBackend
 from support import require
-from support.servers import RedisCluster, RedisServer
+from support.servers import RedisCluster
 
 
 class Ledger:
@@ -123,13 +123,6 @@ def sync_cache(failover_cluster: RedisCluster) -> Iterator[Cache]:
 # -- a replica that does not acknowledge ----------------------------------------------------
 
 
-def replica_of(cluster: RedisCluster, primary: str) -> RedisServer:
-    view = cluster.cluster_nodes()
-    primary_id = next(n.node_id for n in view if f"{n.host}:{n.port}" == primary)
-    port = next(n.port for n in view if n.master_id == primary_id and not n.failed)
-    return next(node for node in cluster.nodes if node.port == port)
-
-
 async def test_an_invalidation_a_replica_did_not_acknowledge_is_kept_and_replayed(
     private_cluster: RedisCluster,
 ) -> None:
@@ -145,7 +138,7 @@ async def test_an_invalidation_a_replica_did_not_acknowledge_is_kept_and_replaye
 
     try:
         assert [await stats(n) for n in range(12)] == [(n, 1) for n in range(12)]
-        silent = replica_of(private_cluster, view.primaries()[0])
+        silent = private_cluster.replica_of(view.primaries()[0])
         silent.pause()  # SIGSTOP: connected, but acknowledges nothing
         try:
             version["v"] = 2
@@ -181,7 +174,7 @@ async def test_an_invalidation_a_replica_did_not_acknowledge_is_kept_and_replaye
             deadline = time.monotonic() + 30
             while True:  # flagged failing while paused: seen healthy again once heard from
                 try:
-                    replica = replica_of(private_cluster, primary)
+                    replica = private_cluster.replica_of(primary)
                     break
                 except StopIteration:
                     assert time.monotonic() < deadline, "the resumed replica is still failing"

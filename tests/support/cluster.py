@@ -196,6 +196,13 @@ class RedisCluster(ManagedServer):
         serving.sort(key=lambda n: n.slots[0][0])
         return [(n.host, n.port) for n in serving]
 
+    def replica_of(self, primary: str) -> RedisServer:
+        """A live replica of the primary at ``primary`` ("host:port")."""
+        view = self.cluster_nodes()
+        primary_id = next(n.node_id for n in view if f"{n.host}:{n.port}" == primary)
+        port = next(n.port for n in view if n.master_id == primary_id and not n.failed)
+        return next(node for node in self.nodes if node.port == port)
+
     def node_for_slot(self, slot: int) -> RedisServer:
         for info in self.cluster_nodes():
             if info.is_primary and not info.failed and info.owns(slot):
