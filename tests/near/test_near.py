@@ -342,3 +342,17 @@ def test_hot_entries_are_revalidated_a_few_measured_round_trips_before_their_dea
     for _ in range(200):
         near.observe_round_trip(0.0)
     assert near.ahead == pytest.approx(0.002)  # the floor
+
+
+def test_only_an_entry_hit_again_past_its_refresh_time_is_revalidated_ahead() -> None:
+    """A key read about once a lease is not revalidated ahead (it would cost the round trip it
+    saves); one read again since it was validated is."""
+    from freshcache._engine.near import NearEntry
+
+    entry = NearEntry(b"1", deadline=10.0, refresh_at=5.0, size=1)
+    assert not entry.hit_due(6.0)  # the first hit since validation, past refresh_at
+    assert entry.hit_due(6.5)  # hit again: hot
+    fresh = NearEntry(b"1", deadline=10.0, refresh_at=5.0, size=1)
+    assert not fresh.hit_due(1.0)
+    assert not fresh.hit_due(2.0)  # hot, but not yet due
+    assert fresh.hit_due(5.0)

@@ -10,6 +10,7 @@ reconnected, served the older value.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
@@ -62,3 +63,33 @@ async def test_an_invalidation_with_the_breaker_open_reaches_a_server_that_answe
     finally:
         await writer.aclose()
         await other.aclose()
+
+
+def test_a_claim_waits_for_the_holder_then_takes_it_or_gives_up_at_its_bound() -> None:
+    """``flows.claim``, driven by hand with a fake clock: the server check and the replay wait
+    for another caller's (sleeping 2 ms doubling to 50) and take it once it is free; with the
+    holder never done, they give up when ``wait`` has passed; ``wait=0`` never sleeps."""
+    from freshcache._engine.flows import claim
+    from freshcache._engine.ops import Sleep
+
+    now = [0.0]
+
+    def run(take: Callable[[], bool], wait: float) -> tuple[bool, list[float]]:
+        flow, slept = claim(take, lambda: now[0], wait), []
+        try:
+            op = next(flow)
+            while True:
+                assert isinstance(op, Sleep)
+                slept.append(op.seconds)
+                now[0] += op.seconds
+                op = flow.send(None)
+        except StopIteration as done:
+            return bool(done.value), slept
+
+    tries = iter([False, False, False, True])
+    assert run(lambda: next(tries), wait=2.0) == (True, [0.002, 0.004, 0.008])
+    taken, slept = run(lambda: False, wait=1.0)
+    assert not taken
+    assert sum(slept) == pytest.approx(1.0)
+    assert max(slept) == 0.05
+    assert run(lambda: False, wait=0.0) == (False, [])
