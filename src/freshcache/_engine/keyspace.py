@@ -71,6 +71,11 @@ class KeySpace:
     def server_key(self) -> str:
         return f"{self.namespace}{SEGMENT_SEPARATOR}{SERVER_SEGMENT}"
 
+    @property
+    def server_claim_key(self) -> str:
+        """The lock one process holds while it starts a namespace's generation on a server."""
+        return SEGMENT_SEPARATOR.join((self.namespace, LOCK_SEGMENT, SERVER_SEGMENT))
+
     def located(self, relative: str, token_keys: tuple[str, ...]) -> Located:
         """The keys of the entry at ``relative``: its prefixes' tokens, then its own token."""
         key = self.key(relative)
