@@ -72,6 +72,7 @@ class Cache:
         near_lease: float | None = None,
         near_max_entries: int | None = None,
         near_max_bytes: int | None = None,
+        near_max_age: float | None = None,
     ) -> None:
         if not isinstance(namespace, str) or not namespace or any(c in namespace for c in "*?[]\\"):
             raise ValueError(
@@ -99,6 +100,7 @@ class Cache:
             near_max_bytes
             if near_max_bytes is not None
             else int(from_url.get("near_max_bytes", 64 * 1024 * 1024)),
+            near_max_age if near_max_age is not None else from_url.get("near_max_age"),
         )
         self.url = url
         self.namespace = namespace
@@ -157,8 +159,11 @@ class Cache:
         The near cache (off by default): ``near_lease`` (seconds an entry validated by Redis
         is served from this process without a round trip; invalidations then wait that long
         after Redis acknowledged them, so the consistency promise holds across processes),
-        ``near_max_entries`` (10,000) and ``near_max_bytes`` (64 MiB), also accepted as URL
-        query parameters (``redis://host/0?near_lease=0.05``); see docs/near-cache.md."""
+        ``near_max_entries`` (10,000) and ``near_max_bytes`` (64 MiB), and ``near_max_age``
+        (standalone Redis: how long an entry may be kept past its lease while this process's
+        heartbeats through Redis show no invalidation was missed; default 1 s, 0 for plain
+        leases; Redis Cluster: plain leases), also accepted as URL query parameters
+        (``redis://host/0?near_lease=0.05``); see docs/near-cache.md."""
         return cls(url, namespace=namespace, **options)
 
     def __repr__(self) -> str:
@@ -448,13 +453,30 @@ class Cache:
         return user_keys(found, space.reserved_prefix, limit, budget, asked)
 
 
-def _near_cache(url: str, lease: float, max_entries: int, max_bytes: int) -> NearCache | None:
+#: How long a near entry may be kept past its lease on standalone Redis, by default.
+NEAR_MAX_AGE = 1.0
+
+
+def _near_cache(
+    url: str, lease: float, max_entries: int, max_bytes: int, max_age: float | None
+) -> NearCache | None:
     if isinstance(lease, bool) or not isinstance(lease, int | float) or lease < 0:
         raise ValueError("freshcache: near_lease must be a number of seconds >= 0 (0: off)")
     if not lease:
         return None
-    if url.split("://", 1)[0].lower() == "memory":
+    scheme = url.split("://", 1)[0].lower()
+    if scheme == "memory":
         raise ValueError(
             "freshcache: near_lease is for a remote backend; memory:// is already in-process"
         )
-    return NearCache(float(lease), max_entries, max_bytes)
+    if scheme.endswith("+cluster"):
+        # Pub/sub messages of a cluster travel between nodes: a heartbeat may come back before
+        # an invalidation published on another node, so it proves nothing there.
+        if max_age:
+            raise ValueError(
+                "freshcache: near_max_age needs standalone Redis; Redis Cluster uses plain leases"
+            )
+        max_age = 0.0
+    return NearCache(
+        float(lease), max_entries, max_bytes, max_age=NEAR_MAX_AGE if max_age is None else max_age
+    )

@@ -53,9 +53,26 @@ _UNDECODED = object()
 
 
 class NearEntry:
-    __slots__ = ("deadline", "hits", "payload", "refresh_at", "size", "value")
+    __slots__ = (
+        "deadline",
+        "hits",
+        "max_until",
+        "payload",
+        "refresh_at",
+        "size",
+        "tracked",
+        "value",
+    )
 
-    def __init__(self, payload: bytes, deadline: float, refresh_at: float, size: int) -> None:
+    def __init__(
+        self,
+        payload: bytes,
+        deadline: float,
+        refresh_at: float,
+        size: int,
+        tracked: int = -1,
+        max_until: float = 0.0,
+    ) -> None:
         #: Hits since the entry was validated: only a key hit more than once in a lease is
         #: revalidated ahead (for a key read about once a lease, a revalidation costs the
         #: round trip it would save).
@@ -65,6 +82,11 @@ class NearEntry:
         self.deadline = deadline
         self.refresh_at = refresh_at
         self.size = size
+        #: The subscription (``NearCache.push_epoch``) that has carried every invalidation
+        #: since the entry was validated, or -1; only such an entry is extended.
+        self.tracked = tracked
+        #: The entry is never served past this, extended or not (``t0 + max_age``).
+        self.max_until = max_until
 
     def hit_due(self, now: float) -> bool:
         """Count a hit at ``now``; True when it should start the entry's revalidation ahead
@@ -113,9 +135,12 @@ class NearCache:
         max_entries: int,
         max_bytes: int,
         clock: Callable[[], float] = time.monotonic,
+        max_age: float = 0.0,
     ) -> None:
         if not lease > 0:
             raise ValueError("freshcache: near_lease must be positive seconds (0 turns it off)")
+        if isinstance(max_age, bool) or not isinstance(max_age, int | float) or max_age < 0:
+            raise ValueError("freshcache: near_max_age must be a number of seconds >= 0 (0: off)")
         if max_entries < 1 or max_bytes < 1:
             raise ValueError("freshcache: near_max_entries and near_max_bytes must be positive")
         self.lease = float(lease)
@@ -138,6 +163,15 @@ class NearCache:
         # Bumped by every drop: a read that started before a drop does not put its (possibly
         # older) entry back after it.
         self.epoch = 0
+        # Extended leases (see ``extend``): how long an entry may live at most, the current
+        # subscription (bumped whenever it starts or ends), whether it is live, and the
+        # deadline the last heartbeat it carried proved.
+        self.max_age = float(max_age) if max_age > lease else 0.0
+        self.push_epoch = 0
+        self.tracking = False
+        self.extended_until = 0.0
+        #: The newest entry's ``max_until``: past it no entry can be extended any more.
+        self.extensible_until = 0.0
 
     def observe_round_trip(self, seconds: float) -> None:
         """A read of the backend took ``seconds``: move the revalidation margin with it (a
@@ -166,7 +200,9 @@ class NearCache:
         entry = self._table.get(key)
         if entry is None:
             return None
-        if now >= entry.deadline:
+        if now >= entry.deadline and not (
+            entry.tracked == self.push_epoch and now < self.extended_until and now < entry.max_until
+        ):
             with self._lock:
                 if self._table.get(key) is entry:
                     self._remove(key)
@@ -184,7 +220,18 @@ class NearCache:
             if epoch != self.epoch:
                 return
             self._remove(key)
-            self._table[key] = NearEntry(payload, deadline, deadline - self.ahead, size)
+            if self.tracking:
+                # No drop since t0, so no change of subscription either (each is a drop):
+                # the subscription was live before the read was sent, and carries every
+                # invalidation the read did not see.
+                tracked, max_until = self.push_epoch, t0 + self.max_age
+                refresh_at = max_until - self.ahead
+                self.extensible_until = max(self.extensible_until, max_until)
+            else:
+                tracked, max_until, refresh_at = -1, deadline, deadline - self.ahead
+            self._table[key] = NearEntry(
+                payload, deadline, refresh_at, size, tracked=tracked, max_until=max_until
+            )
             self.bytes += size
             while len(self._table) > self.max_entries or self.bytes > self.max_bytes:
                 self._remove(next(iter(self._table)))
@@ -220,6 +267,38 @@ class NearCache:
             self._table.clear()
             self.bytes = 0
 
+    # -- extended leases -----------------------------------------------------------------------
+
+    def subscription(self, live: bool) -> int:
+        """The push subscription started (``live``) or ended. Either way every entry kept so
+        far loses its extension (a message may have been missed in between), and a read in
+        flight is not kept (the drop epoch moves)."""
+        with self._lock:
+            self.epoch += 1
+            self.push_epoch += 1
+            self.tracking = live and self.max_age > 0
+            self.extended_until = 0.0
+            return self.push_epoch
+
+    def wants_heartbeats(self) -> bool:
+        """Whether an entry could still be extended (a process whose table holds none, or only
+        entries past their ``max_until``, sends no heartbeat)."""
+        return self.clock() < self.extensible_until
+
+    def extend(self, sent_at: float, push_epoch: int) -> None:
+        """This process's own heartbeat, published at ``sent_at`` (taken before it was sent),
+        came back on the subscription ``push_epoch``.
+
+        Messages reach one subscriber in the order Redis executed their PUBLISH. Every writer
+        publishes after its write and waits a lease after its publish was answered; so every
+        invalidation whose wait could end before ``sent_at + lease`` was published before this
+        heartbeat, and has been received (and its entries dropped) already. An entry tracked
+        by this subscription is then as valid as one validated at ``sent_at``: it may be served
+        until ``sent_at + lease``, never past its ``max_until``."""
+        with self._lock:
+            if push_epoch == self.push_epoch and self.tracking:
+                self.extended_until = max(self.extended_until, sent_at + self.lease)
+
 
 def payload_of(values: list[bytes | None]) -> bytes | None:
     """The payload of a fetched entry if it carries the stamp of the tokens fetched with it
@@ -237,7 +316,8 @@ def payload_of(values: list[bytes | None]) -> bytes | None:
     return raw[end + 1 :] if end >= 0 else None
 
 
-NEAR_URL_OPTIONS = ("near_lease", "near_max_entries", "near_max_bytes")
+NEAR_URL_OPTIONS = ("near_lease", "near_max_entries", "near_max_bytes", "near_max_age")
+_SECONDS_OPTIONS = ("near_lease", "near_max_age")
 
 
 def split_url_options(url: str) -> tuple[str, dict[str, float | int]]:
@@ -252,9 +332,9 @@ def split_url_options(url: str) -> tuple[str, dict[str, float | int]]:
             kept.append((name, text))
             continue
         try:
-            found[name] = float(text) if name == "near_lease" else int(text)
+            found[name] = float(text) if name in _SECONDS_OPTIONS else int(text)
         except ValueError:
-            kind = "a number of seconds" if name == "near_lease" else "an integer"
+            kind = "a number of seconds" if name in _SECONDS_OPTIONS else "an integer"
             raise ValueError(f"freshcache: URL option {name}={text[:40]!r} is not {kind}") from None
     if not found:
         return url, {}

@@ -1,6 +1,14 @@
 """The near cache's round trips and waits: background revalidation of hot keys, and the
 writer's commit-wait. The engine calls these from its read and invalidation paths; the table
-itself (``near.NearCache``) does no I/O."""
+itself (``near.NearCache``) does no I/O.
+
+The writer's wait: with plain leases, ``near_lease`` after the backend acknowledged the write
+(the push that follows is only a shortening). With extended leases, a reader may serve an
+entry past its own lease on the strength of a heartbeat that came back after every message
+published before it, so the writer's message is part of the protocol: it is published after
+the write, and the call returns ``near_lease`` after the publish was answered; if it was not
+answered, ``near_max_age`` after the acknowledgement, when every entry validated before the
+write has run out whatever heartbeats said."""
 
 from __future__ import annotations
 
@@ -19,6 +27,8 @@ from freshcache._engine.spec import FunctionSpec
 from freshcache.backends import BackendError, BackendSet
 
 log = logging.getLogger("freshcache")
+#: A writer's publish: when the server answered it (the process's clock), or None.
+Published = concurrent.futures.Future[float | None]
 
 
 class NearIO:
@@ -36,11 +46,23 @@ class NearIO:
         self.backends = backends
         self.keys = keys
         self.ledger = ledger
-        # Best-effort invalidation messages between processes, on a reserved key of the
-        # namespace (never a user's key: the reserved prefix is refused in key prefixes).
-        self.push = Push(backends.url, keys.key("__near__"), self._pushed, timeout=1.0)
+        # Invalidation messages between processes, on a reserved key of the namespace (never
+        # a user's key: the reserved prefix is refused in key prefixes); with extended leases,
+        # heartbeats too, a third of a lease apart while the table holds anything.
+        self.push = Push(
+            backends.url,
+            keys.key("__near__"),
+            self._pushed,
+            timeout=1.0,
+            on_subscription=near.subscription,
+            on_heartbeat=near.extend,
+            heartbeat=near.lease / 3 if near.max_age else 0.0,
+            wanted=near.wants_heartbeats,
+            clock=lambda: near.clock(),  # the table's clock, also one set later (tests)
+        )
         self._tasks: set[asyncio.Task[None]] = set()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._publishing: concurrent.futures.ThreadPoolExecutor | None = None
         # Foreground reads and revalidations share round trips sent after they started: a hot
         # key costs one read in flight and one pending, many keys' revalidations one batch.
         self.shared = shared if shared is not None else SharedReads(backends)
@@ -99,6 +121,14 @@ class NearIO:
             )
         return self._pool
 
+    def _publisher(self) -> concurrent.futures.ThreadPoolExecutor:
+        # Apart from the revalidations: a writer's wait may hang on its publish.
+        if self._publishing is None:
+            self._publishing = concurrent.futures.ThreadPoolExecutor(
+                max_workers=4, thread_name_prefix="freshcache-near-publish"
+            )
+        return self._publishing
+
     def _revalidate_sync(self, spec: FunctionSpec, loc: Located) -> None:
         near = self.near
         try:
@@ -122,10 +152,13 @@ class NearIO:
 
     # -- writes --------------------------------------------------------------------------------
 
-    def dropped(self, patterns: Iterable[tuple[str, str | None]]) -> tuple[float, list[str]]:
+    def dropped(
+        self, patterns: Iterable[tuple[str, str | None]]
+    ) -> tuple[float, list[str], Published]:
         """Right after the backend acknowledged ``patterns`` (relative, with their stats
-        labels): drop this process's matching entries; returns the acknowledgement time and
-        the stats labels the wait is counted under."""
+        labels): drop this process's matching entries and publish them; returns the
+        acknowledgement time, the stats labels the wait is counted under, and the publish
+        (when it was answered, or None)."""
         acked = self.near.clock()
         labels: list[str] = []
         message: list[tuple[str, list[str]]] = []
@@ -135,8 +168,8 @@ class NearIO:
             reached = self.ledger.labels(pattern, label)
             labels.extend(reached)
             message.append((absolute, reached))
-        self._executor().submit(self.push.publish, message)  # off this thread: best effort
-        return acked, labels
+        published = self._publisher().submit(self.push.publish, message)  # off this thread
+        return acked, labels, published
 
     def _pushed(self, patterns: list[tuple[str, list[str]]]) -> None:
         """Another process invalidated ``patterns``: drop the entries they reach, now."""
@@ -145,8 +178,17 @@ class NearIO:
             for label in labels:
                 self.near.stats(label).push_drops += dropped
 
-    def remaining(self, acked: float) -> float:
-        return acked + self.near.lease - self.near.clock()
+    def until(self, acked: float, published_at: float | None) -> float:
+        """When the writer's call may return (see the module's docstring)."""
+        near = self.near
+        if not near.max_age:
+            return acked + near.lease
+        limit = acked + near.max_age
+        return limit if published_at is None else min(published_at + near.lease, limit)
+
+    def publish_wait(self, acked: float) -> float:
+        """How long a writer waits for its publish before it counts it as lost."""
+        return max(0.0, acked + self.near.max_age - self.near.clock())
 
     def waited(self, labels: list[str], seconds: float) -> None:
         for label in dict.fromkeys(labels):
@@ -154,22 +196,41 @@ class NearIO:
             self.near.stats(label).observe_wait(seconds)
 
     async def commit_wait_async(self, patterns: Iterable[tuple[str, str | None]]) -> None:
-        acked, labels = self.dropped(patterns)
-        remaining = self.remaining(acked)
+        acked, labels, published = self.dropped(patterns)
+        published_at = None
+        if self.near.max_age:
+            # asyncio.wait, not wait_for: a publish cancelled by close() must not look like
+            # this caller being cancelled.
+            waiting = asyncio.wrap_future(published)
+            await asyncio.wait((waiting,), timeout=self.publish_wait(acked))
+            published_at = answered(waiting)
+        remaining = self.until(acked, published_at) - self.near.clock()
         if remaining > 0:
             # The event loop may fire a timer up to a clock tick early: a millisecond more.
             await asyncio.sleep(remaining + 0.001)
         self.waited(labels, self.near.clock() - acked)  # from the acknowledgement on
 
     def commit_wait_sync(self, patterns: Iterable[tuple[str, str | None]]) -> None:
-        acked, labels = self.dropped(patterns)
-        remaining = self.remaining(acked)
+        acked, labels, published = self.dropped(patterns)
+        published_at = None
+        if self.near.max_age:
+            concurrent.futures.wait((published,), timeout=self.publish_wait(acked))
+            published_at = answered(published)
+        remaining = self.until(acked, published_at) - self.near.clock()
         if remaining > 0:
             time.sleep(remaining)  # never returns early
         self.waited(labels, self.near.clock() - acked)  # from the acknowledgement on
 
     def close(self) -> None:
         self.push.close()
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        for pool in (self._pool, self._publishing):
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+        self._pool = self._publishing = None
+
+
+def answered(published: Published | asyncio.Future[float | None]) -> float | None:
+    """When a finished publish was answered; None if it was not, or has not finished."""
+    if not published.done() or published.cancelled() or published.exception() is not None:
+        return None
+    return published.result()

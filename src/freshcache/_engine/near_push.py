@@ -5,13 +5,22 @@ concurrent reader may still be served an entry validated before the write; corre
 depends on it (the writer's commit-wait is what keeps the promise), so a lost message, a
 disconnected subscriber or an unreachable server only costs that shortening.
 
-Redis pub/sub is broadcast to every node of a Redis Cluster, so one node serves for both."""
+Redis pub/sub is broadcast to every node of a Redis Cluster, so one node serves for both.
+
+With extended leases (``near_max_age``, standalone Redis only) the subscription does more: the
+subscriber publishes a heartbeat on a channel of its own every third of a lease, and when it
+comes back on the same connection (after every message published before it) the entries the
+subscription has tracked since they were validated are as good as validated when the
+heartbeat was sent (``NearCache.extend``). Then the writers' part is needed: each publishes
+after its write and waits a lease after the publish was answered (``NearIO``)."""
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import threading
+import time
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterable
@@ -26,6 +35,8 @@ log = logging.getLogger("freshcache")
 RETRY_SECONDS = 0.5
 #: Bytes of a message a subscriber reads at most (a larger one is ignored).
 MAX_MESSAGE_BYTES = 1024 * 1024
+#: Heartbeats sent and not yet back that a subscriber remembers (older ones are forgotten).
+MAX_BEATS_IN_FLIGHT = 64
 
 
 def node_url(url: str) -> str:
@@ -44,7 +55,10 @@ class Push:
     """The publisher and the subscriber of one near cache.
 
     ``on_message(patterns)`` is called on the subscriber's thread with the absolute patterns
-    and the stats labels another process invalidated."""
+    and the stats labels another process invalidated; ``on_subscription(live)`` when the
+    subscription starts or ends (it returns the subscription's number); with ``heartbeat``
+    seconds, ``on_heartbeat(sent_at, subscription)`` when one of this subscriber's heartbeats
+    came back, sent while ``wanted()``."""
 
     def __init__(
         self,
@@ -52,12 +66,28 @@ class Push:
         channel: str,
         on_message: Callable[[list[tuple[str, list[str]]]], None],
         timeout: float,
+        *,
+        on_subscription: Callable[[bool], int] | None = None,
+        on_heartbeat: Callable[[float, int], None] | None = None,
+        heartbeat: float = 0.0,
+        wanted: Callable[[], bool] = lambda: True,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url = node_url(url)
         self.channel = channel
         self.on_message = on_message
+        self.on_subscription = on_subscription
+        self.on_heartbeat = on_heartbeat
+        self.heartbeat = heartbeat
+        self.wanted = wanted
+        self.clock = clock
         self.timeout = timeout
         self.sender = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        #: This subscriber's own channel: only its heartbeats are published there.
+        self.beat_channel = f"{channel}:beat:{self.sender}"
+        # Heartbeats in flight: nonce -> when it was sent. A message on the beat channel that
+        # is not one of these (a forged or replayed one) extends nothing.
+        self._beats: collections.OrderedDict[bytes, float] = collections.OrderedDict()
         self._publisher: redis.Redis | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -70,17 +100,32 @@ class Push:
             self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout
         )
 
-    def publish(self, patterns: Iterable[tuple[str, list[str]]]) -> None:
-        """Tell the other processes (best effort: a failure is logged, never raised)."""
+    def publish(self, patterns: Iterable[tuple[str, list[str]]]) -> float | None:
+        """Tell the other processes; returns when the server answered (this clock), or None
+        if it did not (a failure is logged, never raised)."""
         message = orjson.dumps({"from": self.sender, "patterns": list(patterns)})
         try:
-            with self._lock:
-                if self._publisher is None:
-                    self._publisher = self._client()
-                publisher = self._publisher
-            publisher.publish(self.channel, message)
+            self._publisher_client().publish(self.channel, message)
         except (redis.RedisError, OSError) as exc:
             log.debug("freshcache: near push not sent: %s", exc)
+            return None
+        return self.clock()
+
+    def _publisher_client(self) -> redis.Redis:
+        with self._lock:
+            if self._publisher is None:
+                self._publisher = self._client()
+            return self._publisher
+
+    def _beat(self) -> None:
+        nonce = uuid.uuid4().hex.encode()
+        self._beats[nonce] = self.clock()  # before it is sent: what it proves starts here
+        while len(self._beats) > MAX_BEATS_IN_FLIGHT:
+            self._beats.popitem(last=False)
+        try:
+            self._publisher_client().publish(self.beat_channel, nonce)
+        except (redis.RedisError, OSError) as exc:
+            log.debug("freshcache: near heartbeat not sent: %s", exc)
 
     def subscribe(self) -> None:
         """Start listening (once; a daemon thread that reconnects until ``close``)."""
@@ -97,23 +142,74 @@ class Push:
     def _listen(self) -> None:
         while not self._stop.is_set():
             client = None
+            live = False
             try:
                 client = self._client()
-                pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-                pubsub.subscribe(self.channel)
-                pubsub.get_message(timeout=self.timeout)  # the subscription's confirmation
+                pubsub = client.pubsub()  # type: ignore[no-untyped-call]
+                channels = [self.channel] + ([self.beat_channel] if self.heartbeat else [])
+                pubsub.subscribe(*channels)
+                if not self._confirmed(pubsub, len(channels)):
+                    raise redis.TimeoutError("no confirmation of the subscription")
+                live = True
+                subscription = self._started(True)
                 self.subscribed.set()
-                while not self._stop.is_set():
-                    message = pubsub.get_message(timeout=RETRY_SECONDS)
-                    if message is not None:
-                        self._received(message.get("data"))
+                self._serve(pubsub, subscription)
             except (redis.RedisError, OSError) as exc:
-                self.subscribed.clear()
                 log.debug("freshcache: near push subscriber disconnected: %s", exc)
                 self._stop.wait(RETRY_SECONDS)
             finally:
+                self.subscribed.clear()
+                if live:
+                    self._started(False)
+                self._beats.clear()
                 if client is not None:
                     client.close()
+
+    def _confirmed(self, pubsub: Any, count: int) -> bool:
+        """Read the server's confirmation of each channel (messages cannot come before)."""
+        deadline = self.clock() + self.timeout
+        while count:
+            remaining = deadline - self.clock()
+            if remaining <= 0:
+                return False
+            message = pubsub.get_message(timeout=remaining)
+            if message is not None and message.get("type") == "subscribe":
+                count -= 1
+        return True
+
+    def _started(self, live: bool) -> int:
+        return self.on_subscription(live) if self.on_subscription is not None else 0
+
+    def _serve(self, pubsub: Any, subscription: int) -> None:
+        next_beat = 0.0
+        while not self._stop.is_set():
+            wait = RETRY_SECONDS
+            if self.heartbeat:
+                now = self.clock()
+                if now >= next_beat:
+                    if self.wanted():
+                        self._beat()
+                    next_beat = now + self.heartbeat
+                wait = min(wait, max(0.0, next_beat - self.clock()))
+            message = pubsub.get_message(timeout=wait)
+            if message is None or message.get("type") != "message":
+                continue
+            if message.get("channel") == self.beat_channel.encode():
+                self._came_back(message.get("data"), subscription)
+            else:
+                self._received(message.get("data"))
+
+    def _came_back(self, nonce: Any, subscription: int) -> None:
+        sent_at = self._beats.get(nonce) if isinstance(nonce, bytes) else None
+        if sent_at is None:
+            return
+        # In order on one connection: the beats sent before this one are not coming any more.
+        while self._beats:
+            older, _ = self._beats.popitem(last=False)
+            if older == nonce:
+                break
+        if self.on_heartbeat is not None:
+            self.on_heartbeat(sent_at, subscription)
 
     def _received(self, data: Any) -> None:
         if not isinstance(data, bytes) or len(data) > MAX_MESSAGE_BYTES:
