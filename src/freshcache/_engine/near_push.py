@@ -157,6 +157,9 @@ class Push:
             except (redis.RedisError, OSError) as exc:
                 log.debug("freshcache: near push subscriber disconnected: %s", exc)
                 self._stop.wait(RETRY_SECONDS)
+            except Exception:  # a bug must not end the thread: the subscription starts anew
+                log.exception("freshcache: near push subscriber failed; subscribing again")
+                self._stop.wait(RETRY_SECONDS)
             finally:
                 self.subscribed.clear()
                 if live:
