@@ -40,63 +40,77 @@ LEASE = 0.05
 Call = Callable[[int], Awaitable[Any]]
 
 
-async def _body(arg: int) -> Any:
-    return PAYLOAD
+#: The value of ``inprocess_hit.py`` (``f(a: int, b: str) -> dict``), for a second hot-hit table:
+#: with PAYLOAD (1.2 KB) a near hit's cost is mostly the per-hit decode.
+SMALL: dict[str, Any] = {"a": 7, "b": "x", "items": [1, 2, 3], "name": "x" * 40}
 
 
-def _cashews_client_side(url: str) -> tuple[Call, Callable[[], Awaitable[None]]]:
+def _cashews_client_side(
+    url: str, value: dict[str, Any], tag: str
+) -> tuple[Call, Callable[[], Awaitable[None]]]:
     from cashews import Cache as CashewsCache
 
     cache = CashewsCache()
     cache.setup(url, client_side=True, socket_timeout=SOCKET_TIMEOUT, max_connections=POOL_SIZE)
 
-    @cache(ttl=300, key="near-bench:cashews-cs:{arg}")
+    @cache(ttl=300, key=f"near-bench:{tag}:cashews-cs:{{arg}}")
     async def get(arg: int) -> Any:
-        return PAYLOAD
+        return value
 
     return get, cache.close
 
 
-async def _subjects(url: str) -> tuple[dict[str, Call], list[Callable[[], Any]]]:
+async def _subjects(
+    url: str, value: dict[str, Any] = PAYLOAD, tag: str = "big"
+) -> tuple[dict[str, Call], list[Callable[[], Any]]]:
+    """Every library caching ``value`` (keys under ``near-bench:{tag}:``)."""
     closers: list[Callable[[], Any]] = []
     calls: dict[str, Call] = {}
+
+    async def _body(arg: int) -> Any:
+        return value
+
     near = build_async(
-        "freshcache", url, _body, prefix="near-bench:near", cache_options={"near_lease": LEASE}
+        "freshcache",
+        url,
+        _body,
+        prefix=f"near-bench:{tag}:near",
+        cache_options={"near_lease": LEASE},
     )
     calls["freshcache near (lease 50 ms)"] = near.call
     near_plain = build_async(
         "freshcache",
         url,
         _body,
-        prefix="near-bench:near-plain",
+        prefix=f"near-bench:{tag}:near-plain",
         cache_options={"near_lease": LEASE, "near_max_age": 0},
     )
     calls["freshcache near, plain leases"] = near_plain.call
-    plain = build_async("freshcache", url, _body, prefix="near-bench:redis")
+    plain = build_async("freshcache", url, _body, prefix=f"near-bench:{tag}:redis")
     calls["freshcache Redis"] = plain.call
-    memory = freshcache.Cache.from_url("memory://", namespace="near-bench")
+    memory = freshcache.Cache.from_url("memory://", namespace=f"near-bench-{tag}")
 
     @memory.cached(ttl=300, key_prefix="mem")
     async def from_memory(arg: int) -> dict[str, Any]:
-        return PAYLOAD
+        return value
 
     calls["freshcache memory://"] = from_memory
     table: cachetools.TTLCache[Any, Any] = cachetools.TTLCache(maxsize=10_000, ttl=300)
 
     @cachetools.cached(table)
     def from_cachetools(arg: int) -> Any:
-        return PAYLOAD
+        return value
 
     async def cachetools_call(arg: int) -> Any:
         return from_cachetools(arg)
 
     calls["cachetools (in-process only)"] = cachetools_call
     for lib in ("cashews", "aiocache", "naive"):
-        subject = build_async(lib, url, _body, prefix=f"near-bench:{lib}")
+        subject = build_async(lib, url, _body, prefix=f"near-bench:{tag}:{lib}")
         calls[lib] = subject.call
         closers.append(subject.close)
     try:
-        cs_call, cs_close = _cashews_client_side(url)
+        cs_call, cs_close = _cashews_client_side(url, value, tag)
         await cs_call(1)
         calls["cashews client_side"] = cs_call
         closers.append(cs_close)
@@ -188,16 +202,22 @@ async def invalidation_latency(
 async def main(quick: bool) -> None:
     server = start_redis()
     try:
-        calls, closers = await _subjects(server.url)
         per_round, rounds = (200, 10) if quick else (500, 30)
-        print("\n## Hot hit, one process, sequential (async)\n")
-        hits = await hot_hit(calls, per_round, rounds)
-        redis_hit = hits["freshcache Redis"]
-        base = hits["cachetools (in-process only)"]
-        print("| library | µs/call (median) | × cachetools | Redis hit / this |")
-        print("| --- | --- | --- | --- |")
-        for name, us in hits.items():
-            print(f"| {name} | {us:.1f} | {us / base:.2f}× | {redis_hit / us:.1f}× |")
+        small_calls, closers = await _subjects(server.url, SMALL, "small")
+        calls, big_closers = await _subjects(server.url)
+        closers += big_closers
+        for title, subjects in (
+            ("the value of inprocess_hit.py, 80 bytes of JSON", small_calls),
+            ("PAYLOAD, 1.2 KB of JSON", calls),
+        ):
+            print(f"\n## Hot hit, one process, sequential (async): {title}\n")
+            hits = await hot_hit(subjects, per_round, rounds)
+            redis_hit = hits["freshcache Redis"]
+            base = hits["cachetools (in-process only)"]
+            print("| library | µs/call (median) | × cachetools | Redis hit / this |")
+            print("| --- | --- | --- | --- |")
+            for name, us in hits.items():
+                print(f"| {name} | {us:.1f} | {us / base:.2f}× | {redis_hit / us:.1f}× |")
         seconds = 0.5 if quick else 1.0
         repeats = 1 if quick else 3
         print(f"\n## Throughput (calls/s, median of {repeats} × {seconds} s per cell)\n")
