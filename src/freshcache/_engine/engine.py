@@ -9,9 +9,11 @@ unchanged since the read (a lease), so a reader that loaded before an invalidati
 make its value visible after it.
 
 Seams for what comes next: the read path is ``call_async`` / ``call_sync`` (the hit is written
-out in each; everything else is ``flows.after_read``); the invalidation path is
-``invalidate_now_async`` / ``invalidate_now_sync`` (``flows.invalidate_now``, one pattern at a
-time through ``flows.apply``); breaker and kept invalidations are ``health``.
+out in each; everything else is ``flows.after_read``; on memory:// a leaner hit path stands in
+front, ``_memory_read_*`` with ``hit_memo``, and hands everything else to it); the
+invalidation path is ``invalidate_now_async`` / ``invalidate_now_sync``
+(``flows.invalidate_now``, one pattern at a time through ``flows.apply``); breaker and kept
+invalidations are ``health``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from freshcache._engine import bypass, flows
 from freshcache._engine.bypass import Bypass
 from freshcache._engine.drivers import Drivers, Flights
 from freshcache._engine.health import Health
+from freshcache._engine.hit_memo import HitMemo
 from freshcache._engine.invalidation import Invalidations, Prepared, Strategy
 from freshcache._engine.keyspace import KeySpace, Located
 from freshcache._engine.ledger import Ledger
@@ -39,6 +42,7 @@ from freshcache._engine.scope import Scope, current
 from freshcache._engine.shadow import ShadowReads
 from freshcache._engine.spec import FunctionSpec
 from freshcache.backends import BackendError, BackendSet
+from freshcache.backends.memory import MemoryStore
 from freshcache.codecs import DecodeError
 from freshcache.resilience import BreakerState
 
@@ -108,8 +112,22 @@ class Engine:
         # for the strategy (the naive one exists only to be measured against).
         self.call_async: Callable[[FunctionSpec, Args, Kwargs], Awaitable[Any]]
         self.call_sync: CallPath
+        #: memory:// with generations: the store read directly and the hits it served
+        #: remembered (``_memory_read_*``); None on every other path.
+        self.memory_store: MemoryStore | None = None
+        self.hit_memo = HitMemo()  # empty on every other path
+        store = backends.sync_backend if backends.kind == "memory" else None
         if strategy is Strategy.SCAN:
             self.call_async, self.call_sync = self._naive_async, self._naive_sync
+        elif (
+            strategy is Strategy.GENERATION
+            and isinstance(store, MemoryStore)
+            and store.clock is self.clock  # one reading serves the TTLs and the latency
+            and shadow is None
+            and near is None
+        ):
+            self.memory_store = store
+            self.call_async, self.call_sync = self._memory_read_async, self._memory_read_sync
         else:
             self.call_async, self.call_sync = self._read_async, self._read_sync
 
@@ -245,6 +263,84 @@ class Engine:
         result = self.drivers.run_sync(flow, spec, args, kwargs)
         counters.observe(self.clock() - started)
         return result
+
+    # The memory:// hit: the store's parts read directly, and judged by identity against the
+    # last hit of the entry (``HitMemo``). Anything but a plain, clean hit takes the full path
+    # above, which reads again and handles it (bypass, recovery, breaker, early refresh, miss,
+    # stale, decode error): it counts nothing here before that.
+
+    async def _memory_read_async(self, spec: FunctionSpec, args: Args, kwargs: Kwargs) -> Any:
+        health = self.health
+        if (
+            bypass.OPEN.get()
+            or spec.early_refresh
+            or health.pending
+            or health.unverified
+            or health.last_error is not None
+            or health.breaker.state is not BreakerState.CLOSED
+            or self.backends.read_now is None  # the async face was put in place by use()
+        ):
+            return await self._read_async(spec, args, kwargs)
+        loc = spec.locate(self.keys, args, kwargs)
+        started = self.clock()
+        raw, tokens = self.memory_store.read_parts(loc, started)  # type: ignore[union-attr]
+        memo = self.hit_memo
+        judged = memo.entries.get(loc.entry)
+        if (
+            judged is None
+            or judged[0] is not raw
+            or judged[1] is not tokens
+            or judged[3] is not spec
+        ):
+            counters = self.ledger.counters(spec)
+            judged = memo.judge(loc.entry, raw, tokens, spec, counters)
+            if judged is None:
+                return await self._read_async(spec, args, kwargs)
+        try:
+            value = judged[4](judged[2])  # decoded per hit: no shared mutable values
+        except DecodeError:
+            return await self._read_async(spec, args, kwargs)
+        counters = judged[5]
+        counters.hits += 1
+        counters.observe(self.clock() - started)
+        return value
+
+    def _memory_read_sync(self, spec: FunctionSpec, args: Args, kwargs: Kwargs) -> Any:
+        health = self.health
+        store = self.memory_store
+        if (
+            bypass.OPEN.get()
+            or spec.early_refresh
+            or health.pending
+            or health.unverified
+            or health.last_error is not None
+            or health.breaker.state is not BreakerState.CLOSED
+            or self.backends.sync_backend is not store  # put in place by use()
+        ):
+            return self._read_sync(spec, args, kwargs)
+        loc = spec.locate(self.keys, args, kwargs)
+        started = self.clock()
+        raw, tokens = store.read_parts(loc, started)
+        memo = self.hit_memo
+        judged = memo.entries.get(loc.entry)
+        if (
+            judged is None
+            or judged[0] is not raw
+            or judged[1] is not tokens
+            or judged[3] is not spec
+        ):
+            counters = self.ledger.counters(spec)
+            judged = memo.judge(loc.entry, raw, tokens, spec, counters)
+            if judged is None:
+                return self._read_sync(spec, args, kwargs)
+        try:
+            value = judged[4](judged[2])  # decoded per hit: no shared mutable values
+        except DecodeError:
+            return self._read_sync(spec, args, kwargs)
+        counters = judged[5]
+        counters.hits += 1
+        counters.observe(self.clock() - started)
+        return value
 
     async def _naive_async(self, spec: FunctionSpec, args: Args, kwargs: Kwargs) -> Any:
         found = await self._bypass_or_lookup_async(spec, args, kwargs)
