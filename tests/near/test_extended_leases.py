@@ -195,3 +195,35 @@ def test_options_and_where_extension_applies(redis_cluster_url: str) -> None:
         Cache.from_url("redis://127.0.0.1:1/0?near_lease=0.05&near_max_age=later")
     with pytest.raises(ValueError, match="near_max_age must be"):
         Cache.from_url("redis://127.0.0.1:1/0", near_lease=0.05, near_max_age=-1)
+
+
+def test_a_background_replay_is_announced_to_other_near_caches(
+    private_redis: Any, fault_proxy: Any, unique_namespace: str
+) -> None:
+    """Writer A cannot reach Redis when it invalidates (the invalidation is kept); once Redis
+    answers again, A's background replayer applies it and announces it, and reader B drops the
+    entry it kept extending meanwhile. Without the announcement B would serve it until its
+    ``near_max_age`` (30 s here); the test would wait in vain for the drop."""
+    proxy = fault_proxy(*private_redis.address)
+    (writer,) = _caches(proxy.url, unique_namespace, 1, timeout=0.5, breaker_threshold=100)
+    (reader,) = _caches(private_redis.url, unique_namespace, 1)
+    db = {1: 1}
+    read_row = _row_of(reader, db)
+    write_row = _row_of(writer, db)
+    try:
+        assert write_row(1) == 1  # the writer has met the server (and checked it)
+        _wait_for_an_extended_hit(reader, read_row, 1)
+        proxy.set_mode("blackhole")
+        db[1] = 2
+        writer.invalidate_sync("rows:*")  # kept: Redis does not answer
+        assert writer.health()["pending_invalidations"] == 1
+        proxy.set_mode("pass")
+        deadline = time.monotonic() + 30
+        while reader.stats()["rows"].near_push_drops == 0:
+            assert time.monotonic() < deadline, writer.health()
+            time.sleep(0.02)
+        assert read_row(1) == 2
+    finally:
+        proxy.set_mode("pass")
+        writer.close()
+        reader.close()

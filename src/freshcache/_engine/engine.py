@@ -99,9 +99,7 @@ class Engine:
         # The background replay does not wait for the breaker's cool-down: it makes one
         # attempt per backoff step, and every moment a kept invalidation waits, other
         # processes may read what it invalidates.
-        self.replayer = Replayer(
-            health, lambda: self.drivers.run_sync(flows.replay(self.invalidations))
-        )
+        self.replayer = Replayer(health, self._replay_in_background)
         self.invalidations.wake = self.replayer.wake
         #: The near cache (L1) and its round trips; None when ``near_lease`` is 0.
         self.near = near
@@ -432,7 +430,11 @@ class Engine:
         except BaseException:
             self._forget_near()
             raise
-        if self.near_io is not None:  # commit-wait: every process's older leases run out
+        if self.near_io is None:
+            return
+        if self.health.pending:  # kept (Redis did not answer): nothing reached the server yet
+            self._forget_near()  # to wait for; its replay is announced (_replay_in_background)
+        else:  # commit-wait: every process's older leases run out
             await self.near_io.commit_wait_async(prepared)
 
     def invalidate_now_sync(self, prepared: list[Prepared]) -> None:
@@ -441,14 +443,28 @@ class Engine:
         except BaseException:
             self._forget_near()
             raise
-        if self.near_io is not None:
+        if self.near_io is None:
+            return
+        if self.health.pending:  # kept: see invalidate_now_async
+            self._forget_near()
+        else:
             self.near_io.commit_wait_sync(prepared)
 
+    def _replay_in_background(self) -> bool:
+        """The replayer's attempt. Once kept invalidations are applied, the near caches of
+        other processes are told (best effort, nobody waits): their entries would otherwise
+        live on to the end of their lease, or of ``near_max_age`` on extensions."""
+        replaying = bool(self.health.pending)
+        done = self.drivers.run_sync(flows.replay(self.invalidations))
+        if done and replaying and self.near_io is not None:
+            self.near_io.dropped((("*", None),))
+        return done
+
     def _forget_near(self) -> None:
-        """An invalidation interrupted (cancelled) before its commit-wait: its patterns are
-        kept for the replayer, which does not wait leases out, so no entry validated before
-        it may be served after it is applied. Drop them all now (the epoch moves too, so a
-        read in flight cannot put one back)."""
+        """An invalidation kept instead of applied (Redis did not answer, or the call was
+        cancelled before its commit-wait): its patterns wait for the replayer, which does not
+        wait leases out, so no entry validated before it may be served after it is applied.
+        Drop them all now (the epoch moves too, so a read in flight cannot put one back)."""
         if self.near is not None:
             self.near.clear()
 
