@@ -268,17 +268,35 @@ class Engine:
     # stale, decode error): it counts nothing here before that.
 
     async def _memory_read_async(self, spec: FunctionSpec, args: Args, kwargs: Kwargs) -> Any:
+        # read_now is None once use() put another async face in place.
+        value = self._memory_hit(spec, args, kwargs, self.backends.read_now is not None)
+        if value is NO_VALUE:
+            return await self._read_async(spec, args, kwargs)
+        return value
+
+    def _memory_read_sync(self, spec: FunctionSpec, args: Args, kwargs: Kwargs) -> Any:
+        value = self._memory_hit(
+            spec, args, kwargs, self.backends.sync_backend is self.memory_store
+        )
+        if value is NO_VALUE:
+            return self._read_sync(spec, args, kwargs)
+        return value
+
+    def _memory_hit(self, spec: FunctionSpec, args: Args, kwargs: Kwargs, face: bool) -> Any:
+        """The value of a plain, clean memory:// hit, or ``NO_VALUE`` (counting nothing) for
+        the caller's full path to handle; it never waits, so both faces share it. ``face``:
+        the store is still the face the caller would read."""
         health = self.health
         if (
-            bypass.OPEN.get()
+            not face
+            or bypass.OPEN.get()
             or spec.early_refresh
             or health.pending
             or health.unverified
             or health.last_error is not None
             or health.breaker.state is not BreakerState.CLOSED
-            or self.backends.read_now is None  # the async face was put in place by use()
         ):
-            return await self._read_async(spec, args, kwargs)
+            return NO_VALUE
         loc = spec.locate(self.keys, args, kwargs)
         started = self.clock()
         raw, tokens = self.memory_store.read_parts(loc, started)  # type: ignore[union-attr]
@@ -290,51 +308,13 @@ class Engine:
             or judged[1] is not tokens
             or judged[3] is not spec
         ):
-            counters = self.ledger.counters(spec)
-            judged = memo.judge(loc.entry, raw, tokens, spec, counters)
+            judged = memo.judge(loc.entry, raw, tokens, spec, self.ledger.counters(spec))
             if judged is None:
-                return await self._read_async(spec, args, kwargs)
+                return NO_VALUE
         try:
             value = judged[4](judged[2])  # decoded per hit: no shared mutable values
         except DecodeError:
-            return await self._read_async(spec, args, kwargs)
-        counters = judged[5]
-        counters.hits += 1
-        counters.observe(self.clock() - started)
-        return value
-
-    def _memory_read_sync(self, spec: FunctionSpec, args: Args, kwargs: Kwargs) -> Any:
-        health = self.health
-        store = self.memory_store
-        if (
-            bypass.OPEN.get()
-            or spec.early_refresh
-            or health.pending
-            or health.unverified
-            or health.last_error is not None
-            or health.breaker.state is not BreakerState.CLOSED
-            or self.backends.sync_backend is not store  # put in place by use()
-        ):
-            return self._read_sync(spec, args, kwargs)
-        loc = spec.locate(self.keys, args, kwargs)
-        started = self.clock()
-        raw, tokens = store.read_parts(loc, started)
-        memo = self.hit_memo
-        judged = memo.entries.get(loc.entry)
-        if (
-            judged is None
-            or judged[0] is not raw
-            or judged[1] is not tokens
-            or judged[3] is not spec
-        ):
-            counters = self.ledger.counters(spec)
-            judged = memo.judge(loc.entry, raw, tokens, spec, counters)
-            if judged is None:
-                return self._read_sync(spec, args, kwargs)
-        try:
-            value = judged[4](judged[2])  # decoded per hit: no shared mutable values
-        except DecodeError:
-            return self._read_sync(spec, args, kwargs)
+            return NO_VALUE
         counters = judged[5]
         counters.hits += 1
         counters.observe(self.clock() - started)
