@@ -15,7 +15,6 @@ import time
 from typing import Any
 
 import pytest
-import redis
 
 from freshcache import Cache
 from freshcache._engine.near_push import Push
@@ -148,33 +147,39 @@ def test_losing_the_subscription_ends_every_extension(
         cache.close()
 
 
-def test_a_heartbeat_the_subscriber_did_not_send_extends_nothing(redis_url: str) -> None:
-    """A message on the beat channel that is not one of this subscriber's own heartbeats (a
-    forged or replayed one) is ignored; real messages after it are still handled."""
-    beats: list[float] = []
-    received = threading.Event()
+def test_heartbeats_go_out_only_while_wanted_and_follow_earlier_messages(redis_url: str) -> None:
+    """A subscriber sends heartbeats (PINGs on its own connection) only while its table could
+    use them, and each answer comes after every message published before it."""
+    events: list[str] = []
+    wanted = threading.Event()
     push = Push(
         redis_url,
         f"t-beat-{time.monotonic_ns()}:__near__",
-        lambda patterns: received.set(),
+        lambda patterns: events.append("message"),
         timeout=2.0,
-        on_heartbeat=lambda sent_at, subscription: beats.append(sent_at),
-        heartbeat=0.05,
-        wanted=lambda: False,  # sends none of its own
+        on_heartbeat=lambda sent_at, subscription: events.append("beat"),
+        heartbeat=0.02,
+        wanted=wanted.is_set,
     )
-    client = redis.Redis.from_url(redis_url)
+    other = Push(redis_url, push.channel, lambda patterns: None, timeout=2.0)
     try:
         push.subscribe()
         assert push.subscribed.wait(30)
-        client.publish(push.beat_channel, b"0" * 32)
-        other = Push(redis_url, push.channel, lambda patterns: None, timeout=2.0)
         assert other.publish([("ns:rows:*", ["rows"])]) is not None
-        other.close()
-        assert received.wait(30)  # published after the forged beat: handled after it
-        assert beats == []
+        deadline = time.monotonic() + 30
+        while "message" not in events:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        time.sleep(0.1)  # five heartbeat periods, none wanted
+        assert events == ["message"]
+        wanted.set()
+        while "beat" not in events:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert events[0] == "message"
     finally:
         push.close()
-        client.close()
+        other.close()
 
 
 def test_options_and_where_extension_applies(redis_cluster_url: str) -> None:

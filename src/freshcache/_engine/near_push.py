@@ -8,11 +8,14 @@ disconnected subscriber or an unreachable server only costs that shortening.
 Redis pub/sub is broadcast to every node of a Redis Cluster, so one node serves for both.
 
 With extended leases (``near_max_age``, standalone Redis only) the subscription does more: the
-subscriber publishes a heartbeat on a channel of its own every third of a lease, and when it
-comes back on the same connection (after every message published before it) the entries the
-subscription has tracked since they were validated are as good as validated when the
-heartbeat was sent (``NearCache.extend``). Then the writers' part is needed: each publishes
-after its write and waits a lease after the publish was answered (``NearIO``)."""
+subscriber sends a heartbeat every third of a lease, a ``PING`` on its own subscribed
+connection, and when the answer comes back on that connection (after every message published
+before the server executed the ``PING``) the entries the subscription has tracked since they
+were validated are as good as validated when the heartbeat was sent (``NearCache.extend``).
+No other client can answer it, and it costs one write and no reply wait on the subscriber's
+thread (which may get the GIL only every few milliseconds in a busy process). Then the
+writers' part is needed: each publishes after its write and waits a lease after the publish
+was answered (``NearIO``)."""
 
 from __future__ import annotations
 
@@ -83,10 +86,8 @@ class Push:
         self.clock = clock
         self.timeout = timeout
         self.sender = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
-        #: This subscriber's own channel: only its heartbeats are published there.
-        self.beat_channel = f"{channel}:beat:{self.sender}"
-        # Heartbeats in flight: nonce -> when it was sent. A message on the beat channel that
-        # is not one of these (a forged or replayed one) extends nothing.
+        # Heartbeats in flight: nonce -> when it was sent. Any other answer to a PING (redis-py
+        # sends its own health checks) extends nothing.
         self._beats: collections.OrderedDict[bytes, float] = collections.OrderedDict()
         self._publisher: redis.Redis | None = None
         self._thread: threading.Thread | None = None
@@ -117,15 +118,12 @@ class Push:
                 self._publisher = self._client()
             return self._publisher
 
-    def _beat(self) -> None:
-        nonce = uuid.uuid4().hex.encode()
-        self._beats[nonce] = self.clock()  # before it is sent: what it proves starts here
+    def _beat(self, pubsub: Any) -> None:
+        nonce = uuid.uuid4().hex
+        self._beats[nonce.encode()] = self.clock()  # before it is sent: what it proves starts
         while len(self._beats) > MAX_BEATS_IN_FLIGHT:
             self._beats.popitem(last=False)
-        try:
-            self._publisher_client().publish(self.beat_channel, nonce)
-        except (redis.RedisError, OSError) as exc:
-            log.debug("freshcache: near heartbeat not sent: %s", exc)
+        pubsub.ping(nonce)  # sent only: the answer is read with the messages
 
     def subscribe(self) -> None:
         """Start listening (once; a daemon thread that reconnects until ``close``)."""
@@ -146,9 +144,8 @@ class Push:
             try:
                 client = self._client()
                 pubsub = client.pubsub()  # type: ignore[no-untyped-call]
-                channels = [self.channel] + ([self.beat_channel] if self.heartbeat else [])
-                pubsub.subscribe(*channels)
-                if not self._confirmed(pubsub, len(channels)):
+                pubsub.subscribe(self.channel)
+                if not self._confirmed(pubsub, 1):
                     raise redis.TimeoutError("no confirmation of the subscription")
                 live = True
                 subscription = self._started(True)
@@ -191,15 +188,15 @@ class Push:
                 now = self.clock()
                 if now >= next_beat:
                     if self.wanted():
-                        self._beat()
+                        self._beat(pubsub)
                     next_beat = now + self.heartbeat
                 wait = min(wait, max(0.0, next_beat - self.clock()))
             message = pubsub.get_message(timeout=wait)
-            if message is None or message.get("type") != "message":
+            if message is None:
                 continue
-            if message.get("channel") == self.beat_channel.encode():
+            if message.get("type") == "pong":
                 self._came_back(message.get("data"), subscription)
-            else:
+            elif message.get("type") == "message":
                 self._received(message.get("data"))
 
     def _came_back(self, nonce: Any, subscription: int) -> None:
