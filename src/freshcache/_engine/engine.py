@@ -406,29 +406,33 @@ class Engine:
 
     async def invalidate_now_async(self, prepared: list[Prepared]) -> None:
         try:
-            await self.drivers.run_async(flows.invalidate_now(self.invalidations, prepared))
+            applied = await self.drivers.run_async(
+                flows.invalidate_now(self.invalidations, prepared)
+            )
         except BaseException:
             self._forget_near()
             raise
         if self.near_io is None:
             return
-        if self.health.pending:  # kept (Redis did not answer): nothing reached the server yet
-            self._forget_near()  # to wait for; its replay is announced (_replay_in_background)
-        else:  # commit-wait: every process's older leases run out
-            await self.near_io.commit_wait_async(prepared)
+        if len(applied) < len(prepared):
+            # Kept (Redis did not answer): nothing of those reached the server to wait for;
+            # their replay is announced (_replay_in_background).
+            self._forget_near()
+        if applied:  # commit-wait: every process's older leases on them run out
+            await self.near_io.commit_wait_async(applied)
 
     def invalidate_now_sync(self, prepared: list[Prepared]) -> None:
         try:
-            self.drivers.run_sync(flows.invalidate_now(self.invalidations, prepared))
+            applied = self.drivers.run_sync(flows.invalidate_now(self.invalidations, prepared))
         except BaseException:
             self._forget_near()
             raise
         if self.near_io is None:
             return
-        if self.health.pending:  # kept: see invalidate_now_async
+        if len(applied) < len(prepared):  # kept: see invalidate_now_async
             self._forget_near()
-        else:
-            self.near_io.commit_wait_sync(prepared)
+        if applied:
+            self.near_io.commit_wait_sync(applied)
 
     def _replay_in_background(self) -> bool:
         """The replayer's attempt. Once kept invalidations are applied, the near caches of

@@ -451,8 +451,12 @@ def replay(inv: Invalidations, wait: float = 0.0) -> Flow[bool]:
     return not health.pending
 
 
-def invalidate_now(inv: Invalidations, prepared: list[Prepared]) -> Flow[None]:
+def invalidate_now(inv: Invalidations, prepared: list[Prepared]) -> Flow[list[Prepared]]:
+    """Apply ``prepared`` in order, keeping what the backend does not answer (and everything
+    after it); returns the patterns applied, the ones other processes' leases must be
+    waited out for."""
     unreachable = False
+    applied: list[Prepared] = []
     for index, (pattern, label) in enumerate(prepared):
         try:
             # Order matters: anything kept from before must be applied before this one. An
@@ -489,3 +493,5 @@ def invalidate_now(inv: Invalidations, prepared: list[Prepared]) -> Flow[None]:
         else:
             inv.health.succeeded()
             inv.record(pattern, label, applied=True)
+            applied.append((pattern, label))
+    return applied
