@@ -3,13 +3,16 @@
 An entry is the stored payload (bytes, decoded again on every hit, so no caller ever sees
 another caller's mutations) with a lease deadline ``t0 + lease``, where ``t0`` is the
 monotonic time taken *before* the read that validated the entry was sent. Within its lease an
-entry is served without a round trip; past it, never (not even when the backend is down).
+entry is served without a round trip; past it, only on an extension (``extend``: a heartbeat
+that came back on the push subscription within the last lease, so never when the backend is
+down), and never past ``t0 + max_age``.
 
 Writers keep the promise across processes by waiting the leases out (commit-wait): an
 invalidation returns only after ``lease`` has passed since the backend acknowledged it, so every
 entry validated before the write has expired everywhere by then. The invalidating process also
 drops its own matching entries at once, and other processes drop theirs on a best-effort push;
-neither is needed for correctness.
+with plain leases neither is needed for correctness (with extended leases the writer's
+published message is part of the protocol: see ``near_io``).
 
 The table is bounded by entries and by bytes (LRU). Pure bookkeeping: no I/O here; the engine
 does the reads and the waits.
@@ -286,13 +289,14 @@ class NearCache:
         return self.clock() < self.extensible_until
 
     def extend(self, sent_at: float, push_epoch: int) -> None:
-        """This process's own heartbeat, published at ``sent_at`` (taken before it was sent),
-        came back on the subscription ``push_epoch``.
+        """This process's own heartbeat, sent at ``sent_at`` (taken before it was sent), was
+        answered on the subscription ``push_epoch``.
 
-        Messages reach one subscriber in the order Redis executed their PUBLISH. Every writer
-        publishes after its write and waits a lease after its publish was answered; so every
-        invalidation whose wait could end before ``sent_at + lease`` was published before this
-        heartbeat, and has been received (and its entries dropped) already. An entry tracked
+        Redis answers the heartbeat (a PING on the subscribed connection) after every message
+        it queued there before executing it. Every writer publishes after its write and waits a
+        lease after its publish was answered; so every invalidation whose wait could end
+        before ``sent_at + lease`` was published before the heartbeat was executed, and has
+        been received (and its entries dropped) already. An entry tracked
         by this subscription is then as valid as one validated at ``sent_at``: it may be served
         until ``sent_at + lease``, never past its ``max_until``."""
         with self._lock:

@@ -48,7 +48,7 @@ class NearIO:
         self.ledger = ledger
         # Invalidation messages between processes, on a reserved key of the namespace (never
         # a user's key: the reserved prefix is refused in key prefixes); with extended leases,
-        # heartbeats too, a third of a lease apart while the table holds anything.
+        # heartbeats too, a third of a lease apart while an entry could still be extended.
         self.push = Push(
             backends.url,
             keys.key("__near__"),
